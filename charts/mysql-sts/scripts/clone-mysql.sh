@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Init container 2: an empty pod clones its data from a donor peer. The donor
+# is a healthy, caught-up replica when there is one (so the primary is spared),
+# else the primary. The clone is built in staging and becomes the data
+# directory by one rename, so an interrupted clone can never pass for data.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ -d $DATA_DIR ]]; then
+  log "data directory present; nothing to clone"
+  exit 0
+fi
+rm -rf "$STAGING_DIR" "$CLONE_GTID_FILE"
+mkdir -p "$STAGING_DIR"
+
+# Choose the donor from what the peers say about themselves.
+primary="" best_replica="" best_lag=""
+while read -r peer; do
+  [[ -n $peer ]] || continue
+  state=$(peer_state "$(pod_fqdn "$peer")" 2>/dev/null) || { log "peer $peer does not answer"; continue; }
+  read -r ro _host io sq lag _gtid <<<"$state"
+  if [[ $ro == 0 ]]; then
+    primary=$peer
+  elif [[ $io == Yes && $sq == Yes && $lag != - ]] && ((lag <= MAX_LAG_SECONDS)); then
+    if [[ -z $best_replica ]] || ((lag < best_lag)); then best_replica=$peer best_lag=$lag; fi
+  fi
+done < <(peer_pods)
+donor=${best_replica:-$primary}
+[[ -n $donor ]] || die "no donor: no peer is a writable primary or a healthy replica; will retry"
+log "cloning from $donor ($([[ $donor == "$primary" ]] && echo primary || echo "replica, lag ${best_lag}s"))"
+
+# Authenticated stream: the donor sends a nonce, we answer with a keyed hash.
+exec 3<>"/dev/tcp/$(pod_fqdn "$donor")/$CLONE_PORT" || die "cannot connect to $donor:$CLONE_PORT"
+read -r -t 10 nonce <&3 || die "donor $donor sent no challenge"
+printf '%s %s\n' "$(clone_answer "$nonce")" "$POD_NAME" >&3
+started=$SECONDS
+"$STREAM_BIN" -x -C "$STAGING_DIR" <&3 || die "the clone stream from $donor failed"
+exec 3<&-
+# The donor appends this file only after its backup tool succeeded: a cut
+# stream or a failed backup never has it.
+[[ -f $STAGING_DIR/mysqlsts-stream-complete ]] || die "the clone stream from $donor ended early"
+log "received $(du -sh "$STAGING_DIR" | cut -f1) in $((SECONDS - started))s; preparing"
+
+"$BACKUP_BIN" --prepare --target-dir="$STAGING_DIR" >"$PV_DIR/prepare.log" 2>&1 ||
+  { tail -n 20 "$PV_DIR/prepare.log" >&2; die "prepare failed"; }
+rm -f "$PV_DIR/prepare.log"
+
+# GTID position of the copy: "binlog-file position gtid-set".
+gtid=$(awk '{ $1 = ""; $2 = ""; sub(/^ +/, ""); print }' "$STAGING_DIR/xtrabackup_binlog_info" | tr -d ' \n')
+rm -f "$STAGING_DIR/mysqlsts-stream-complete"
+printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"
+record_primary "${primary:-}"
+mv "$STAGING_DIR" "$DATA_DIR"
+sync "$PV_DIR" 2>/dev/null || sync
+log "clone complete at GTID ${gtid:-<empty>}"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One clone request, on a socket handed over by socat: challenge the peer,
+# and only if it proves it holds the clone secret, stream a hot backup,
+# followed by a completion marker.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+nonce=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$nonce"
+read -r -t 10 answer peer || die "clone request without an answer; dropped"
+if [[ $answer != "$(clone_answer "$nonce")" ]]; then
+  log "clone request from ${peer:-?} rejected: wrong clone secret"
+  exit 1
+fi
+log "streaming a backup to $peer"
+work=$(mktemp -d "${TMPDIR:-/tmp}/mysqlsts-clone.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+extra=()
+[[ $FLAVOR == mysql ]] && extra+=(--slave-info)
+MYSQL_PWD=$MYSQLSTS_OPERATOR_PASSWORD "$BACKUP_BIN" --defaults-file="$CONF_DIR/my.cnf" \
+  --user="$OPERATOR_USER" --socket="$SOCKET" --backup --stream=xbstream --target-dir="$work/backup" \
+  "${extra[@]}" 2>"$work/backup.log" || { tail -n 20 "$work/backup.log" >&2; die "backup for $peer failed"; }
+printf 'ok\n' >"$work/mysqlsts-stream-complete"
+(cd "$work" && "$STREAM_BIN" -c mysqlsts-stream-complete)
+log "backup streamed to $peer"

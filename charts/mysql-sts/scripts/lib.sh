@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables below are used by the scripts that source this file
+# Helpers shared by every pod script; sourced, never run. The same files run in
+# a Kubernetes pod and in the mysqlsts local runtime: everything that differs
+# between the two comes in through the environment (see script_env in
+# mysqlsts/chart/render.py).
+#
+# Secrets arrive as environment variables (secretKeyRef in the pod). They are
+# handed to the client through an option file on a pipe (<(...)) and to the
+# backup tool through MYSQL_PWD, never through arguments, and never logged.
+
+: "${POD_NAME:?}" "${CLUSTER_NAME:?}" "${HEADLESS_SERVICE:?}" "${POD_NAMESPACE:?}" "${CLUSTER_DOMAIN:?}"
+: "${FLAVOR:?}" "${SERVER_ID_OFFSET:?}" "${MYSQL_PORT:?}" "${CLONE_PORT:?}" "${MAX_LAG_SECONDS:?}" "${SEMI_SYNC:?}"
+: "${MYSQLSTS_HOME_DIR:?}" "${CONF_DIR:?}" "${PV_DIR:?}" "${RUN_DIR:?}"
+: "${MYSQLSTS_ROOT_PASSWORD:?}" "${MYSQLSTS_REPLICATION_PASSWORD:?}" "${MYSQLSTS_OPERATOR_PASSWORD:?}" "${MYSQLSTS_CLONE_SECRET:?}"
+
+BIND_ADDRESS=${BIND_ADDRESS:-0.0.0.0}
+ORDINAL=${POD_NAME##*-}
+SCRIPTS_DIR=$MYSQLSTS_HOME_DIR/scripts
+CONFIG_SRC=$MYSQLSTS_HOME_DIR/config
+DATA_DIR=$PV_DIR/data          # exists only once complete: created by rename
+STAGING_DIR=$PV_DIR/staging    # clone or initialization in progress; wiped on start
+CLONE_GTID_FILE=$PV_DIR/clone-gtid        # GTID position of a fresh clone, applied once
+RECORDED_PRIMARY_FILE=$PV_DIR/recorded-primary  # the primary this pod last followed (or itself)
+QUARANTINE_FILE=$PV_DIR/quarantined       # errant transactions found: never rejoin by itself
+SOCKET=$RUN_DIR/mysqld.sock
+OPERATOR_USER=mysqlsts
+REPLICATION_USER=repl
+
+case $FLAVOR in
+  mysql) SERVER_BIN=mysqld CLIENT_BIN=mysql BACKUP_BIN=xtrabackup STREAM_BIN=xbstream ;;
+  mariadb) SERVER_BIN=mariadbd CLIENT_BIN=mariadb BACKUP_BIN=mariabackup STREAM_BIN=mbstream ;;
+  *) echo "unknown FLAVOR $FLAVOR" >&2; exit 1 ;;
+esac
+
+log() { printf '%s %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$POD_NAME" "${0##*/}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+pod_fqdn() { printf '%s.%s.%s.svc.%s' "$1" "$HEADLESS_SERVICE" "$POD_NAMESPACE" "$CLUSTER_DOMAIN"; }
+SELF_FQDN=$(pod_fqdn "$POD_NAME")
+
+# Short pod name of a per-pod DNS name (or of a short name).
+pod_of() { printf '%s' "${1%%.*}"; }
+
+# A string as an SQL literal (default sql_mode: backslash escapes on).
+sql_quote() { local s=${1//\\/\\\\}; s=${s//\'/\\\'}; printf "'%s'" "$s"; }
+
+# A string as an option-file value: quoted, so spaces and '#' survive.
+cnf_quote() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+
+client_cnf() { printf '[client]\nuser=%s\npassword=%s\n' "$1" "$(cnf_quote "$2")"; }
+
+# SQL on stdin (or -e) against the local server over the socket, as the operator.
+sql_local() {
+  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
+    --socket="$SOCKET" --connect-timeout=3 -N -B "$@"
+}
+
+# SQL against a peer by its per-pod DNS name, as the operator.
+sql_peer() {
+  local host=$1; shift
+  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
+    --host="$host" --port="$MYSQL_PORT" --protocol=TCP --connect-timeout=2 -N -B "$@"
+}
+
+server_alive() { sql_local -e 'SELECT 1' >/dev/null 2>&1; }
+
+wait_for_server() {
+  local deadline=$((SECONDS + ${1:-300}))
+  until server_alive; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+# Pods of the set that DNS knows, self excluded. Ordinals are contiguous, so
+# stop after a few names in a row that do not resolve.
+peer_pods() {
+  local i=0 misses=0 name
+  while ((misses < 3)); do
+    name="$CLUSTER_NAME-$i"
+    if [[ $name == "$POD_NAME" ]]; then
+      misses=0
+    elif getent hosts "$(pod_fqdn "$name")" >/dev/null 2>&1; then
+      printf '%s\n' "$name"
+      misses=0
+    else
+      misses=$((misses + 1))
+    fi
+    i=$((i + 1))
+  done
+}
+
+# One line describing a server, the same for both flavors:
+#   read_only source_host io_running sql_running lag gtid
+# read_only is 1 when fenced; source_host is "-" when not a replica.
+STATE_SQL_MARIADB="SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_current_pos; SHOW SLAVE STATUS\\G"
+STATE_SQL_MYSQL="SELECT @@GLOBAL.read_only OR @@GLOBAL.super_read_only, REPLACE(@@GLOBAL.gtid_executed, '\\n', ''); SHOW REPLICA STATUS\\G"
+state_sql() { if [[ $FLAVOR == mysql ]]; then printf '%s' "$STATE_SQL_MYSQL"; else printf '%s' "$STATE_SQL_MARIADB"; fi; }
+
+parse_state() {
+  awk -v flavor="$FLAVOR" '
+    NR == 1 { ro = $1; gtid = ($2 == "" ? "-" : $2); next }
+    {
+      sub(/^[ \t]+/, "")
+      k = $1; sub(/:$/, "", k); $1 = ""; sub(/^ /, "")
+      v[k] = $0
+    }
+    END {
+      host = (flavor == "mysql") ? v["Source_Host"] : v["Master_Host"]
+      io = (flavor == "mysql") ? v["Replica_IO_Running"] : v["Slave_IO_Running"]
+      sq = (flavor == "mysql") ? v["Replica_SQL_Running"] : v["Slave_SQL_Running"]
+      lag = (flavor == "mysql") ? v["Seconds_Behind_Source"] : v["Seconds_Behind_Master"]
+      if (host == "") host = "-"
+      if (io == "") io = "-"
+      if (sq == "") sq = "-"
+      if (lag == "" || lag == "NULL") lag = "-"
+      print ro, host, io, sq, lag, gtid
+    }'
+}
+
+# SHOW ... \G prints "*** 1. row ***" and "Key: value" lines; -N keeps the first SELECT bare.
+local_state() { sql_local -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
+peer_state() { sql_peer "$1" -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
+
+# MariaDB GTID positions: "domain-server-seq[,...]". True when every domain of
+# $1 is at or behind the same domain of $2 (the cheap check; the server's own
+# check on connect catches diverged histories at equal sequence numbers).
+mariadb_gtid_behind_or_equal() {
+  local mine=$1 theirs=$2 g d seq tseq
+  [[ $mine == "-" || -z $mine ]] && return 0
+  IFS=, read -ra parts <<<"$mine"
+  for g in "${parts[@]}"; do
+    d=${g%%-*}; seq=${g##*-}
+    tseq=$(tr ',' '\n' <<<"$theirs" | awk -F- -v d="$d" '$1 == d { print $3 }')
+    [[ -n $tseq ]] || return 1
+    ((seq <= tseq)) || return 1
+  done
+  return 0
+}
+
+record_primary() { printf '%s\n' "$1" >"$RECORDED_PRIMARY_FILE.tmp" && mv -f "$RECORDED_PRIMARY_FILE.tmp" "$RECORDED_PRIMARY_FILE"; }
+recorded_primary() { cat "$RECORDED_PRIMARY_FILE" 2>/dev/null || true; }
+
+# Keyed answer to a clone challenge: sha256(nonce ":" secret). printf is a
+# builtin, so the secret never shows up in any process's arguments.
+clone_answer() { printf '%s:%s' "$1" "$MYSQLSTS_CLONE_SECRET" | sha256sum | cut -d' ' -f1; }

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Sidecar: once the server answers, settle this pod's role from what its peers
+# say (never from its ordinal), then serve authenticated clone streams.
+#
+# Role at start, in order:
+#   1. exactly one peer is writable      -> replicate from it (unless errant)
+#   2. the peers replicate from pod X    -> X is the primary: if X is this pod,
+#                                           it is the primary coming back, so
+#                                           lift the fence; else wait for X
+#                                           (or for a failover)
+#   3. nobody says anything and this pod recorded itself as primary (a fresh
+#      bootstrap, or a one-pod cluster)  -> lift the fence
+#   4. otherwise                         -> stay fenced and keep asking
+# After that the sidecar never promotes: switchover and failover are the
+# orchestrator's, so a fenced old primary cannot unfence itself.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+apply_clone_gtid() {
+  [[ -f $CLONE_GTID_FILE ]] || return 0
+  local gtid
+  gtid=$(cat "$CLONE_GTID_FILE")
+  [[ $gtid == - ]] && gtid=""
+  if [[ $FLAVOR == mysql ]]; then
+    sql_local <<SQL
+SET GLOBAL super_read_only = OFF;
+RESET BINARY LOGS AND GTIDS;
+SET GLOBAL gtid_purged = $(sql_quote "$gtid");
+SET GLOBAL super_read_only = ON;
+SQL
+  else
+    sql_local -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid")"
+  fi
+  rm -f "$CLONE_GTID_FILE"
+  log "GTID position of the clone applied: ${gtid:-<empty>}"
+}
+
+promote_self() {
+  local semi=OFF
+  [[ $SEMI_SYNC == true ]] && semi=ON
+  if [[ $FLAVOR == mysql ]]; then
+    sql_local <<SQL
+STOP REPLICA;
+RESET REPLICA ALL;
+SET GLOBAL rpl_semi_sync_replica_enabled = OFF;
+SET GLOBAL rpl_semi_sync_source_enabled = $semi;
+SET GLOBAL super_read_only = OFF;
+SET GLOBAL read_only = OFF;
+SQL
+  else
+    sql_local <<SQL
+STOP SLAVE;
+RESET SLAVE ALL;
+SET GLOBAL rpl_semi_sync_slave_enabled = OFF;
+SET GLOBAL rpl_semi_sync_master_enabled = $semi;
+SET GLOBAL read_only = OFF;
+SQL
+  fi
+  record_primary "$POD_NAME"
+  log "writable: this pod is the primary (semi-sync $semi)"
+}
+
+quarantine() {
+  printf '%s\n' "$1" >"$QUARANTINE_FILE"
+  log "QUARANTINED: $1; stays read-only and out of replication until re-cloned"
+}
+
+join_primary() {
+  local primary=$1 fqdn theirs mine
+  fqdn=$(pod_fqdn "$primary")
+  theirs=$2
+  read -r _ _ _ _ _ mine <<<"$(local_state)"
+  if [[ $FLAVOR == mysql ]]; then
+    # GTID_SUBSET is evaluated on the primary: exact, over full GTID sets.
+    local subset
+    subset=$(sql_peer "$fqdn" -e "SELECT GTID_SUBSET($(sql_quote "${mine/#-/}"), @@GLOBAL.gtid_executed)")
+    [[ $subset == 1 ]] || { quarantine "errant transactions: $mine is not contained in $primary's GTID set"; return 1; }
+    sql_local <<SQL
+STOP REPLICA;
+CHANGE REPLICATION SOURCE TO SOURCE_HOST = $(sql_quote "$fqdn"), SOURCE_PORT = $MYSQL_PORT,
+  SOURCE_USER = $(sql_quote "$REPLICATION_USER"), SOURCE_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
+  SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400,
+  SOURCE_HEARTBEAT_PERIOD = 1;
+SET GLOBAL rpl_semi_sync_source_enabled = OFF;
+SET GLOBAL rpl_semi_sync_replica_enabled = $([[ $SEMI_SYNC == true ]] && echo ON || echo OFF);
+START REPLICA;
+SQL
+  else
+    mariadb_gtid_behind_or_equal "$mine" "$theirs" ||
+      { quarantine "errant transactions: $mine is ahead of $primary's $theirs"; return 1; }
+    sql_local <<SQL
+STOP SLAVE;
+SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos;
+CHANGE MASTER TO MASTER_HOST = $(sql_quote "$fqdn"), MASTER_PORT = $MYSQL_PORT,
+  MASTER_USER = $(sql_quote "$REPLICATION_USER"), MASTER_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
+  MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_RETRY_COUNT = 86400, MASTER_HEARTBEAT_PERIOD = 1;
+SET GLOBAL rpl_semi_sync_master_enabled = OFF;
+SET GLOBAL rpl_semi_sync_slave_enabled = $([[ $SEMI_SYNC == true ]] && echo ON || echo OFF);
+START SLAVE;
+SQL
+  fi
+  record_primary "$primary"
+  log "replicating from $primary ($fqdn) with GTID auto-position"
+}
+
+# One look at the peers; returns 0 once the role is settled.
+settle_role() {
+  local ro host io gtid peer state p_ro p_host p_gtid
+  read -r ro host io _ _ gtid <<<"$(local_state)"
+  if [[ $ro == 0 ]]; then
+    record_primary "$POD_NAME"
+    return 0
+  fi
+  if [[ $host != - && $io == Yes ]]; then
+    record_primary "$(pod_of "$host")"
+    return 0
+  fi
+  local writable=() writable_gtid="" followed=() answered=0
+  while read -r peer; do
+    [[ -n $peer ]] || continue
+    state=$(peer_state "$(pod_fqdn "$peer")" 2>/dev/null) || continue
+    answered=$((answered + 1))
+    read -r p_ro p_host _ _ _ p_gtid <<<"$state"
+    if [[ $p_ro == 0 ]]; then
+      writable+=("$peer")
+      writable_gtid=$p_gtid
+    fi
+    [[ $p_host != - ]] && followed+=("$(pod_of "$p_host")")
+  done < <(peer_pods)
+
+  if ((${#writable[@]} > 1)); then
+    log "more than one writable peer (${writable[*]}): refusing to pick one; waiting for the orchestrator"
+    return 1
+  fi
+  if ((${#writable[@]} == 1)); then
+    join_primary "${writable[0]}" "$writable_gtid"
+    return
+  fi
+  if ((${#followed[@]} > 0)); then
+    local first=${followed[0]} f
+    for f in "${followed[@]}"; do
+      [[ $f == "$first" ]] || { log "peers follow different primaries (${followed[*]}); waiting"; return 1; }
+    done
+    if [[ $first == "$POD_NAME" ]]; then
+      promote_self
+      return 0
+    fi
+    log "the primary is $first (per the peers) and it is not writable; waiting for it or for a failover"
+    return 1
+  fi
+  if [[ $(recorded_primary) == "$POD_NAME" ]]; then
+    if ((answered == 0)); then
+      promote_self
+      return 0
+    fi
+    log "this pod recorded itself as primary, but $answered peer(s) neither write nor replicate; waiting"
+    return 1
+  fi
+  log "no primary found among the peers yet ($answered answered); waiting"
+  return 1
+}
+
+serve_clones() {
+  log "serving clone streams on $BIND_ADDRESS:$CLONE_PORT"
+  socat "TCP-LISTEN:$CLONE_PORT,bind=$BIND_ADDRESS,reuseaddr,fork" \
+    "EXEC:bash $SCRIPTS_DIR/clone-serve.sh" &
+  socat_pid=$!
+}
+
+socat_pid=""
+trap '[[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null; exit 0' TERM INT
+
+wait_for_server 600 || die "the server did not answer within 600s"
+apply_clone_gtid
+serve_clones
+
+if [[ -e $QUARANTINE_FILE ]]; then
+  log "quarantined earlier ($(cat "$QUARANTINE_FILE")); staying fenced"
+else
+  until settle_role; do
+    [[ -e $QUARANTINE_FILE ]] && break
+    sleep 2
+  done
+fi
+
+# Keep serving clones; record whom this pod follows so a restart finds it.
+while true; do
+  if ! kill -0 "$socat_pid" 2>/dev/null; then
+    log "clone listener exited; restarting it"
+    serve_clones
+  fi
+  if state=$(local_state 2>/dev/null); then
+    read -r ro host io _ _ _ <<<"$state"
+    if [[ $ro == 0 ]]; then
+      [[ $(recorded_primary) == "$POD_NAME" ]] || record_primary "$POD_NAME"
+    elif [[ $host != - && $io == Yes ]]; then
+      [[ $(recorded_primary) == "$(pod_of "$host")" ]] || record_primary "$(pod_of "$host")"
+    fi
+  fi
+  sleep 2 &
+  wait $! || true
+done

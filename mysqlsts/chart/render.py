@@ -1,0 +1,205 @@
+"""Render the chart's Jinja2 templates into Kubernetes objects.
+
+Templates emit YAML whose scalars go through `tojson`, so no value (a password,
+a label) can break the document; the objects are parsed back and re-emitted,
+which also proves the output is well-formed YAML.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from mysqlsts import flavors
+from mysqlsts.chart.paths import chart_dir
+from mysqlsts.chart.values import Values
+from mysqlsts.errors import BadInput
+
+Obj = dict[str, Any]
+
+# Where things sit inside a pod; the local runtime maps each to a folder of its own.
+POD_PATHS = {
+    "MYSQLSTS_HOME_DIR": "/opt/mysqlsts",  # ConfigMap: scripts/ and config/
+    "CONF_DIR": "/etc/mysql/mysqlsts",  # generated per-pod config (emptyDir)
+    "PV_DIR": "/var/lib/mysqlsts",  # the PersistentVolume
+    "RUN_DIR": "/run/mysqld",  # socket and pid, shared by server and sidecar
+    "TMPDIR": "/tmp",
+}
+SECRET_ENV = {
+    "MYSQLSTS_ROOT_PASSWORD": "root-password",
+    "MYSQLSTS_REPLICATION_PASSWORD": "replication-password",
+    "MYSQLSTS_OPERATOR_PASSWORD": "operator-password",
+    "MYSQLSTS_CLONE_SECRET": "clone-secret",
+}
+KIND_ORDER = ["ServiceAccount", "Secret", "ConfigMap", "Role", "RoleBinding", "Service", "StatefulSet",
+              "PodDisruptionBudget", "NetworkPolicy", "Deployment", "CronJob"]
+
+
+@dataclass(frozen=True)
+class Names:
+    sts: str
+    headless: str
+    primary: str
+    read: str
+    configmap: str
+    secret: str
+    serviceaccount: str
+    controller: str
+    drill: str
+    drill_history: str
+
+    @classmethod
+    def of(cls, name: str) -> Names:
+        return cls(sts=name, headless=name, primary=f"{name}-primary", read=f"{name}-read",
+                   configmap=f"{name}-config", secret=f"{name}-secret", serviceaccount=f"{name}-mysqlsts",
+                   controller=f"{name}-controller", drill=f"{name}-drill", drill_history=f"{name}-drill-history")
+
+
+def labels(values: Values) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": values["name"],
+            "app.kubernetes.io/managed-by": "mysqlsts"}
+
+
+def selector(values: Values) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": values["name"]}
+
+
+def semi_sync_on(values: Values) -> bool:
+    """Semi-sync needs someone to acknowledge: a one-pod cluster is plainly async."""
+    return bool(values["mysql"]["semiSync"]["enabled"]) and values["replicas"] > 1
+
+
+def script_env(values: Values) -> list[Obj]:
+    """The environment every script runs with, in the pod and in the local runtime alike."""
+    plain = {
+        "CLUSTER_NAME": values["name"],
+        "POD_NAMESPACE": values["namespace"],
+        "HEADLESS_SERVICE": Names.of(values["name"]).headless,
+        "CLUSTER_DOMAIN": values["clusterDomain"],
+        "FLAVOR": values["flavor"],
+        "SERVER_ID_OFFSET": str(values["mysql"]["serverIdOffset"]),
+        "MYSQL_PORT": str(values["mysql"]["port"]),
+        "CLONE_PORT": str(values["mysql"]["clonePort"]),
+        "MAX_LAG_SECONDS": str(values["health"]["maxLagSeconds"]),
+        "SEMI_SYNC": "true" if semi_sync_on(values) else "false",
+        **POD_PATHS,
+    }
+    env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    env += [{"name": k, "value": v} for k, v in plain.items()]
+    secret = Names.of(values["name"]).secret
+    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for k, key in SECRET_ENV.items()]
+    return env
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(chart_dir() / "templates")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+    env.filters["b64"] = lambda s: base64.b64encode(s.encode()).decode()
+    return env
+
+
+def configmap_files(values: Values, env: jinja2.Environment | None = None) -> dict[str, str]:
+    """Pod path (under MYSQLSTS_HOME_DIR) -> content: the scripts verbatim and the rendered my.cnf files."""
+    env = env or _environment()
+    ctx = {"v": values, "flavor": flavors.get(values["flavor"]), "semi_sync": semi_sync_on(values)}
+    files = {}
+    for name in (f"{values['flavor']}.cnf", "primary.cnf", "replica.cnf"):
+        files[f"config/{name}"] = env.get_template(f"config/{name}.j2").render(ctx)
+    for script in sorted((chart_dir() / "scripts").glob("*.sh")):
+        files[f"scripts/{script.name}"] = script.read_text()
+    return files
+
+
+def render(values: Values, passwords: dict[str, str]) -> list[Obj]:
+    env = _environment()
+    flavor = flavors.get(values["flavor"])
+    files = configmap_files(values, env)
+    keys = {path: path.replace("/", "_") for path in files}  # ConfigMap keys cannot hold '/'
+    configmap_data = {keys[p]: files[p] for p in files}
+    checksum = hashlib.sha256(json.dumps(configmap_data, sort_keys=True).encode()).hexdigest()
+    mounts = [
+        {"name": "config", "mountPath": POD_PATHS["MYSQLSTS_HOME_DIR"], "readOnly": True},
+        {"name": "conf", "mountPath": POD_PATHS["CONF_DIR"]},
+        {"name": "data", "mountPath": POD_PATHS["PV_DIR"]},
+        {"name": "run", "mountPath": POD_PATHS["RUN_DIR"]},
+        {"name": "tmp", "mountPath": POD_PATHS["TMPDIR"]},
+    ]
+    ctx = {
+        "v": values,
+        "flavor": flavor,
+        "images": values["images"][values["flavor"]],
+        "names": Names.of(values["name"]),
+        "labels": labels(values),
+        "selector": selector(values),
+        "passwords": passwords,
+        "configmap_data": configmap_data,
+        "configmap_items": [{"key": keys[p], "path": p} for p in files],
+        "config_checksum": checksum,
+        "script_env": script_env(values),
+        "mounts": mounts,
+        "container_security": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                               "capabilities": {"drop": ["ALL"]}},
+    }
+    objects: list[Obj] = []
+    for template in sorted((chart_dir() / "templates").glob("*.yaml.j2")):
+        try:
+            text = env.get_template(template.name).render(ctx)
+            docs = [d for d in yaml.safe_load_all(text) if d]
+        except jinja2.UndefinedError as e:
+            raise BadInput(f"templates/{template.name}: {e.message}") from e
+        except yaml.YAMLError as e:
+            raise BadInput(f"templates/{template.name}: rendered invalid YAML: {e}") from e
+        objects.extend(docs)
+    objects.sort(key=lambda o: (KIND_ORDER.index(o["kind"]) if o["kind"] in KIND_ORDER else 99,
+                                o["metadata"]["name"]))
+    return objects
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def to_yaml(obj: Obj) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def to_stream(objects: list[Obj]) -> str:
+    return "".join(f"---\n{to_yaml(o)}" for o in objects)
+
+
+def file_name(obj: Obj) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def write_dir(objects: list[Obj], out: Path) -> list[Path]:
+    """One file per object, written only after every object rendered."""
+    from mysqlsts.state import write_atomic
+
+    written = []
+    for obj in objects:
+        path = out / file_name(obj)
+        write_atomic(path, to_yaml(obj))
+        written.append(path)
+    return written

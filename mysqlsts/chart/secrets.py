@@ -1,0 +1,42 @@
+"""Passwords: supplied ones are kept, missing ones generated once and then reused.
+
+Generated passwords are stored in the cluster's secret file (mode 0600, the
+only file that ever holds them) under the state directory, so rendering the
+same cluster again yields the same Secret. A password given in values always
+wins and replaces the stored one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from pathlib import Path
+
+from mysqlsts.errors import BadInput
+from mysqlsts.state import read_json, write_json
+
+KEYS = ("rootPassword", "replicationPassword", "operatorPassword", "cloneSecret")
+SECRET_FILE = "secret.json"
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def generate(length: int = 32) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def resolve(auth: dict[str, str], store: Path | None) -> tuple[dict[str, str], bool]:
+    """Return the passwords to use and whether the store must be (re)written."""
+    stored: dict[str, str] = {}
+    if store is not None and store.is_file():
+        try:
+            stored = read_json(store)
+        except ValueError as e:
+            raise BadInput(f"{store}: the cluster's secret file is not valid JSON ({e}); fix or remove it") from e
+    out = {}
+    for key in KEYS:
+        out[key] = auth.get(key) or stored.get(key) or generate()
+    return out, out != {k: stored.get(k) for k in KEYS}
+
+
+def save(store: Path, passwords: dict[str, str]) -> None:
+    write_json(store, passwords, mode=0o600)

@@ -1,0 +1,93 @@
+"""The `mysqlsts` command line: parse, dispatch, and map errors to exit codes.
+
+0 success/healthy, 1 unhealthy or failed, 2 bad input. User mistakes print one
+line per problem on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mysqlsts import __version__
+from mysqlsts.errors import BadInput, MysqlstsError
+
+
+def _values_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--values", dest="values_files", action="append", default=[], metavar="VALUES",
+                   help="values YAML file (repeatable; later files win)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE",
+                   help="override one value, e.g. --set replicas=5 (repeatable, applied last)")
+
+
+def _target_options(p: argparse.ArgumentParser, values: bool = False) -> None:
+    p.add_argument("--target", choices=["local", "kubernetes"],
+                   help="where the cluster runs (default: kubernetes when a kubeconfig context exists, else local)")
+    p.add_argument("--name", help="cluster name (default: from values, 'mysql')")
+    p.add_argument("-n", "--namespace", help="Kubernetes namespace (default: from values, 'default')")
+    p.add_argument("--context", help="kubeconfig context (kubernetes target)")
+    p.add_argument("--state-dir", help="local state root (default: $MYSQLSTS_HOME or the XDG state directory)")
+    if values:
+        _values_options(p)
+
+
+def _output_option(p: argparse.ArgumentParser, choices: Sequence[str]) -> None:
+    p.add_argument("-o", "--output", choices=list(choices), default=choices[0], help="output format")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mysqlsts.commands import chart
+
+    parser = argparse.ArgumentParser(
+        prog="mysqlsts",
+        description="Deploy and operate a MySQL/MariaDB primary/replica StatefulSet (Kubernetes or local runtime).",
+    )
+    parser.add_argument("--version", action="version", version=f"mysqlsts {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("render", chart.render_cmd, "render the chart's Kubernetes objects as YAML")
+    _values_options(p)
+    p.add_argument("--output-dir", help="write one file per object into DIR instead of one stream on stdout")
+    p.add_argument("--state-dir", help="where generated passwords are kept (see docs/secrets.md)")
+
+    p = add("validate", chart.validate_cmd, "check values against the schema and objects against Kubernetes")
+    _values_options(p)
+    p.add_argument("--state-dir", help=argparse.SUPPRESS)
+
+    return parser
+
+
+def _positive(args: argparse.Namespace) -> list[str]:
+    problems = []
+    for field in ("replicas", "timeout"):
+        value = getattr(args, field, None)
+        if value is not None and value < (1 if field == "replicas" else 0.001):
+            problems.append(f"--{field}: must be {'an integer >= 1' if field == 'replicas' else '> 0'}, got {value}")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        problems = _positive(args)
+        if problems:
+            raise BadInput(problems)
+        return args.handler(args)
+    except MysqlstsError as e:
+        for line in e.problems:
+            print(f"mysqlsts {args.command}: {line}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"mysqlsts {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: install what is missing, lint, then run the whole suite
+# (unit tests and real-server tests on the local runtime).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/install-deps.sh
+.venv/bin/ruff check .
+shellcheck -x charts/mysql-sts/scripts/*.sh scripts/*.sh .ci/run
+exec .venv/bin/pytest "$@"

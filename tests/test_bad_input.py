@@ -1,0 +1,91 @@
+"""Bad input: exit 2, one line per problem naming its path, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = {
+    "negative replicas": (["--set", "replicas=-2"], ["replicas: must be an integer from 1 to 64, got -2"]),
+    "non-integer replicas": (["--set", "replicas=three"], ['replicas: must be an integer from 1 to 64, got "three"']),
+    "fractional replicas": ("replicas: 2.5\n", ["replicas: must be an integer from 1 to 64, got 2.5"]),
+    "unknown flavor": (["--set", "flavor=postgres"], ['flavor: must be one of mysql, mariadb, got "postgres"']),
+    "malformed storage size": (["--set", "storage.size=10 GB"], ["storage.size: must be a positive storage size"]),
+    "zero storage": (["--set", "storage.size=0"], ["storage.size: must be a positive storage size"]),
+    "bad name": (["--set", "name=My_DB"], ["name: must be a DNS-1123 label"]),
+    "bad namespace": (["--set", "namespace=-prod"], ["namespace: must be a DNS-1123 label"]),
+    "image without tag": ("images:\n  mysql:\n    server: mysql\n", ["images.mysql.server: must be an image reference pinned"]),
+    "invalid cron": (["--set", "drills.schedule=every monday"], ["drills.schedule: must be a 5-field cron schedule"]),
+    "cron out of range": (["--set", "drills.schedule=61 25 * * *"], ["drills.schedule: is not a valid cron schedule"]),
+    "typo top-level key": ("replcias: 3\n", ["replcias: unknown key (did you mean 'replicas'?)"]),
+    "typo nested key": ("storage:\n  sise: 1Gi\n", ["storage.sise: unknown key (did you mean 'size'?)"]),
+    "typo in --set": (["--set", "storage.sise=1Gi"], ["storage.sise: unknown key (did you mean 'size'?)"]),
+    "yaml syntax error": ("name: mysql\nreplicas: [3\nflavor: mysql\n", ["YAML syntax error at line 3, column 7"]),
+    "duplicate key": ("replicas: 3\nreplicas: 4\n", ["YAML syntax error at line 2", "duplicate key 'replicas'"]),
+    "not a mapping": ("- a\n- b\n", ["must be a mapping of keys to values, got a list"]),
+    "missing file": (["-f", "does-not-exist.yaml"], ["does-not-exist.yaml: values file not found"]),
+    "set without equals": (["--set", "replicas"], ["--set 'replicas': expected PATH=VALUE"]),
+    "short password": (["--set", "auth.rootPassword=short"], ["auth.rootPassword: must be empty (generated) or at least 12"]),
+    "same ports": (["--set", "mysql.clonePort=3306"], ["mysql.clonePort: must differ from mysql.port (3306)"]),
+    "semi-sync count too high": (["--set", "replicas=2", "--set", "mysql.semiSync.waitForReplicaCount=2"],
+                                 ["mysql.semiSync.waitForReplicaCount: 2 acknowledgements can never arrive"]),
+    "unknown kubernetes version": (["--set", "kubernetesVersions=1.12"], ["kubernetesVersions[0]: no bundled schema"]),
+    "bad anti-affinity": (["--set", "pod.antiAffinity=maybe"], ['pod.antiAffinity: must be one of soft, hard, got "maybe"']),
+    "boolean expected": (["--set", "controller.enabled=yes please"], ['controller.enabled: must be true or false']),
+}
+
+
+@pytest.mark.parametrize("command", ["render", "validate"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_rejected_cleanly(run_cli, tmp_path, case, command):
+    given, expected = CASES[case]
+    args = list(given) if isinstance(given, list) else ["-f", "values.yaml"]
+    if isinstance(given, str):
+        (tmp_path / "values.yaml").write_text(given)
+    out_dir = tmp_path / "out"
+    extra = ["--output-dir", str(out_dir)] if command == "render" else []
+    result = run_cli(command, *args, *extra)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    for fragment in expected:
+        assert fragment in result.stderr, result.stderr
+    for line in result.stderr.strip().splitlines():
+        assert line.startswith(f"mysqlsts {command}: "), line
+    assert not out_dir.exists()
+    assert not (tmp_path / "state").exists()
+
+
+def test_every_problem_is_reported_at_once(run_cli, tmp_path):
+    (tmp_path / "v.yaml").write_text("replicas: -1\nflavor: oracle\nname: Bad_Name\nstorage: {size: lots}\n")
+    result = run_cli("validate", "-f", "v.yaml")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert [line.split(":")[1].strip() for line in lines] == ["flavor", "name", "replicas", "storage.size"]
+
+
+def test_bad_arguments_exit_2(run_cli):
+    for args in (["render", "--bogus"], ["frobnicate"], ["validate", "-f"]):
+        result = run_cli(*args)
+        assert result.returncode == 2, args
+        assert "Traceback" not in result.stderr
+
+
+def test_tricky_password_passes_validation(run_cli):
+    result = run_cli("validate", "--set", "auth.rootPassword=a'b \"c $d \\e `f` #g")
+    assert result.returncode == 0, result.stderr
+
+
+def test_render_writes_one_file_per_object(run_cli, tmp_path):
+    result = run_cli("render", "--set", "flavor=mariadb", "--output-dir", "out")
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "statefulset-mysql.yaml" in files and "secret-mysql-secret.yaml" in files
+    assert len(files) == 11
+
+
+def test_render_twice_gives_the_same_secret(run_cli):
+    first = run_cli("render")
+    second = run_cli("render")
+    assert first.returncode == second.returncode == 0
+    assert first.stdout == second.stdout

@@ -1,0 +1,210 @@
+"""Properties of the rendered chart, for both flavors and non-default values."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mysqlsts.chart import kubeschema, secrets
+from mysqlsts.chart import values as chart_values
+from mysqlsts.chart.render import render, to_stream
+
+DATA = Path(__file__).parent / "data"
+VARIANTS = {
+    "mysql-default": ([], []),
+    "mariadb-default": ([], ["flavor=mariadb"]),
+    "mariadb-custom": ([str(DATA / "mariadb-custom.yaml")], []),
+    "mysql-small": ([str(DATA / "mysql-small.yaml")], []),
+    "drills-and-controller": ([], ["drills.schedule=0 3 * * 1", "controller.enabled=true"]),
+}
+TRICKY = "p'a\"s s$w`o\\r d#1;--"
+
+
+def build(files, sets):
+    values = chart_values.load(files, sets)
+    passwords, _ = secrets.resolve(values["auth"], None)
+    return values, passwords, render(values, passwords)
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+@pytest.fixture(params=sorted(VARIANTS), scope="module")
+def rendered(request):
+    return build(*VARIANTS[request.param])
+
+
+def test_every_object_is_valid_kubernetes_for_each_version(rendered):
+    values, _, objects = rendered
+    versions = chart_values.kubernetes_versions(values)
+    assert versions
+    assert kubeschema.problems(objects, versions) == []
+
+
+def test_the_stream_is_yaml_that_round_trips(rendered):
+    _, _, objects = rendered
+    assert list(yaml.safe_load_all(to_stream(objects))) == objects
+
+
+def test_names_and_labels(rendered):
+    values, _, objects = rendered
+    name = values["name"]
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    assert set(services) == {name, f"{name}-primary", f"{name}-read"}
+    assert services[name]["spec"]["clusterIP"] == "None"
+    assert services[name]["spec"]["publishNotReadyAddresses"] is True
+    assert services[f"{name}-primary"]["spec"]["selector"]["mysqlsts.io/role"] == "primary"
+    assert services[f"{name}-read"]["spec"]["selector"]["mysqlsts.io/role"] == "replica"
+    assert "publishNotReadyAddresses" not in services[f"{name}-read"]["spec"]  # ready replicas only
+    for obj in objects:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "mysql-sts"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == name
+        assert obj["metadata"]["namespace"] == values["namespace"]
+
+
+def test_statefulset_shape(rendered):
+    values, _, objects = rendered
+    (sts,) = by_kind(objects, "StatefulSet")
+    spec = sts["spec"]
+    assert spec["podManagementPolicy"] == "OrderedReady"
+    assert spec["replicas"] == values["replicas"]
+    assert spec["serviceName"] == values["name"]
+    pod = spec["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["init-mysql", "clone-mysql"]
+    assert [c["name"] for c in pod["containers"]] == ["mysql", "sidecar"]
+    server = pod["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert server[probe]["exec"]["command"][-1] in ("startup", "liveness", "readiness")
+    assert server["readinessProbe"]["exec"]["command"][-1] == "readiness"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] == values["pod"]["terminationGracePeriodSeconds"]
+    anti = pod["affinity"]["podAntiAffinity"]
+    key = "requiredDuringSchedulingIgnoredDuringExecution" if values["pod"]["antiAffinity"] == "hard" \
+        else "preferredDuringSchedulingIgnoredDuringExecution"
+    assert list(anti) == [key]
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == values["storage"]["size"]
+    assert claim["spec"].get("storageClassName", "") == values["storage"]["storageClassName"]
+    images = values["images"][values["flavor"]]
+    assert server["image"] == images["server"]
+    assert pod["containers"][1]["image"] == images["backup"]
+    for container in pod["initContainers"] + pod["containers"]:
+        assert container["command"][:2] == ["bash", f"/opt/mysqlsts/scripts/{container['command'][1].split('/')[-1]}"]
+
+
+def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
+    values, _, objects = rendered
+    (cm,) = [o for o in by_kind(objects, "ConfigMap")]
+    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+    for script in scripts.glob("*.sh"):
+        assert cm["data"][f"scripts_{script.name}"] == script.read_text()
+    flavor_cnf = cm["data"][f"config_{values['flavor']}.cnf"]
+    assert f"port = {values['mysql']['port']}" in flavor_cnf
+    assert "binlog_format = ROW" in flavor_cnf
+    assert "read_only = ON" in flavor_cnf
+    if values["flavor"] == "mysql":
+        assert "gtid_mode = ON" in flavor_cnf and "super_read_only = ON" in flavor_cnf
+        assert "skip_replica_start = ON" in flavor_cnf
+    else:
+        assert "gtid_strict_mode = ON" in flavor_cnf and "skip_slave_start = ON" in flavor_cnf
+    semi = values["mysql"]["semiSync"]["enabled"] and values["replicas"] > 1
+    assert ("_enabled = ON" in cm["data"]["config_replica.cnf"]) == semi
+
+
+def test_no_secret_value_outside_the_secret(rendered):
+    _, passwords, objects = rendered
+    (secret,) = by_kind(objects, "Secret")
+    decoded = {base64.b64decode(v).decode() for v in secret["data"].values()}
+    assert decoded == set(passwords.values())
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            continue
+        text = yaml.safe_dump(obj)
+        for pw in passwords.values():
+            assert pw not in text, f"{obj['kind']}/{obj['metadata']['name']} holds a password"
+            assert base64.b64encode(pw.encode()).decode() not in text
+
+
+def test_env_takes_secrets_only_from_secret_key_refs(rendered):
+    _, _, objects = rendered
+    for obj in by_kind(objects, "StatefulSet") + by_kind(objects, "Deployment") + by_kind(objects, "CronJob"):
+        pod = obj["spec"]["template"]["spec"] if obj["kind"] != "CronJob" \
+            else obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            for env in c.get("env", []):
+                if "PASSWORD" in env["name"] or "SECRET" in env["name"]:
+                    assert "value" not in env and "secretKeyRef" in env["valueFrom"], env
+
+
+def test_optional_objects_follow_values(rendered):
+    values, _, objects = rendered
+    kinds = {o["kind"] for o in objects}
+    assert ("NetworkPolicy" in kinds) == values["networkPolicy"]["enabled"]
+    assert ("Deployment" in kinds) == values["controller"]["enabled"]
+    assert ("CronJob" in kinds) == bool(values["drills"]["schedule"])
+    for always in ("ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget", "Secret", "ConfigMap"):
+        assert always in kinds
+
+
+def test_network_policy_opens_the_clone_port_only_to_the_set():
+    values, _, objects = build([], [])
+    (policy,) = by_kind(objects, "NetworkPolicy")
+    client_rule, clone_rule = policy["spec"]["ingress"]
+    assert client_rule["ports"] == [{"protocol": "TCP", "port": values["mysql"]["port"]}]
+    assert "from" not in client_rule
+    assert clone_rule["ports"] == [{"protocol": "TCP", "port": values["mysql"]["clonePort"]}]
+    assert clone_rule["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": values["name"]}}}]
+
+
+def test_cronjob_and_rbac_are_least_privilege():
+    _, _, objects = build([], ["drills.schedule=*/30 * * * *"])
+    (cron,) = by_kind(objects, "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["successfulJobsHistoryLimit"] >= 1
+    (role,) = by_kind(objects, "Role")
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        if rule["resources"] == ["secrets"]:
+            assert rule["verbs"] == ["get"] and rule["resourceNames"] == ["mysql-secret"]
+
+
+def test_default_flavor_is_mysql():
+    values, _, _ = build([], [])
+    assert values["flavor"] == "mysql"
+
+
+def test_tricky_password_is_kept_exactly():
+    _values, passwords, objects = build([], [f"auth.rootPassword={TRICKY}"])
+    assert passwords["rootPassword"] == TRICKY
+    (secret,) = by_kind(objects, "Secret")
+    assert base64.b64decode(secret["data"]["root-password"]).decode() == TRICKY
+
+
+def test_passwords_are_strong_and_stable_across_renders(tmp_path):
+    store = tmp_path / "secret.json"
+    first, changed = secrets.resolve({k: "" for k in secrets.KEYS}, store)
+    assert changed
+    secrets.save(store, first)
+    assert store.stat().st_mode & 0o777 == 0o600
+    again, changed = secrets.resolve({k: "" for k in secrets.KEYS}, store)
+    assert again == first and not changed
+    assert len(set(first.values())) == 4
+    for pw in first.values():
+        assert len(pw) == 32 and pw.isalnum()
+    supplied, changed = secrets.resolve({**{k: "" for k in secrets.KEYS}, "rootPassword": TRICKY}, store)
+    assert changed and supplied["rootPassword"] == TRICKY
+    assert supplied["operatorPassword"] == first["operatorPassword"]
+
+
+def test_server_ids_differ_per_ordinal_via_offset():
+    _values, _, objects = build([str(DATA / "mariadb-custom.yaml")], [])
+    (sts,) = by_kind(objects, "StatefulSet")
+    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["initContainers"][0]["env"]}
+    assert env["SERVER_ID_OFFSET"] == "1000"
+    init = (Path(__file__).parent.parent / "charts/mysql-sts/scripts/init-mysql.sh").read_text()
+    assert "server_id = $((SERVER_ID_OFFSET + ORDINAL))" in init

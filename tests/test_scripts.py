@@ -1,0 +1,42 @@
+"""The pod scripts: shellcheck-clean, parse with bash -n, strict mode everywhere."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = sorted((Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts").glob("*.sh"))
+RUNNABLE = [s for s in SCRIPTS if s.name != "lib.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_clean(script):
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (apt-get install shellcheck); .ci/run installs it")
+    result = subprocess.run(["shellcheck", "-x", "-P", str(script.parent), str(script)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_parses(script):
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+@pytest.mark.parametrize("script", RUNNABLE, ids=lambda p: p.name)
+def test_strict_mode_and_shared_library(script):
+    lines = script.read_text().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    code = [line for line in lines[1:] if line.strip() and not line.startswith("#")]
+    assert code[0] == "set -euo pipefail"
+    assert any(line.startswith("source ") and "lib.sh" in line for line in lines)
+
+
+def test_no_script_puts_a_secret_in_arguments():
+    for script in SCRIPTS:
+        for n, line in enumerate(script.read_text().splitlines(), 1):
+            if "--password" in line or " -p\"$" in line or "-p$" in line:
+                pytest.fail(f"{script.name}:{n} passes a password as an argument: {line.strip()}")
