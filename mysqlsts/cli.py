@@ -37,7 +37,7 @@ def _output_option(p: argparse.ArgumentParser, choices: Sequence[str]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mysqlsts.commands import chart
+    from mysqlsts.commands import chart, cluster
 
     parser = argparse.ArgumentParser(
         prog="mysqlsts",
@@ -60,6 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
     _values_options(p)
     p.add_argument("--state-dir", help=argparse.SUPPRESS)
 
+    p = add("bootstrap", cluster.bootstrap_cmd, "create or converge a cluster and verify it")
+    _target_options(p, values=True)
+    p.add_argument("--replicas", type=int, help="shorthand for --set replicas=N")
+    p.add_argument("--timeout", type=float, default=600, metavar="SECONDS", help="give up after this long")
+    _output_option(p, ["table", "json"])
+
+    p = add("status", cluster.status_cmd, "show every pod's role, replication state and readiness")
+    _target_options(p)
+    _output_option(p, ["table", "json"])
+
+    p = add("verify", cluster.verify_cmd, "check the topology end to end (exit 0 healthy, 1 unhealthy)")
+    _target_options(p)
+    _output_option(p, ["table", "json"])
+
+    p = add("scale", cluster.scale_cmd, "change the number of pods")
+    _target_options(p)
+    p.add_argument("--replicas", type=int, required=True)
+    p.add_argument("--delete-data", action="store_true", help="also delete removed pods' data (like their PVCs)")
+    p.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
+
+    p = add("restart-pod", cluster.restart_pod_cmd, "restart one pod; it keeps its name and data and rejoins")
+    _target_options(p)
+    p.add_argument("pod", help="pod name, e.g. mysql-1")
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
+
+    p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
+    _target_options(p)
+    p.add_argument("--delete-data", action="store_true", help="also delete every pod's data")
     return parser
 
 

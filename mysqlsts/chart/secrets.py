@@ -16,6 +16,9 @@ from mysqlsts.errors import BadInput
 from mysqlsts.state import read_json, write_json
 
 KEYS = ("rootPassword", "replicationPassword", "operatorPassword", "cloneSecret")
+# values key -> key in the Kubernetes Secret's data
+SECRET_DATA_KEYS = {"rootPassword": "root-password", "replicationPassword": "replication-password",
+                    "operatorPassword": "operator-password", "cloneSecret": "clone-secret"}
 SECRET_FILE = "secret.json"
 _ALPHABET = string.ascii_letters + string.digits
 

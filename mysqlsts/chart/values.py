@@ -272,6 +272,13 @@ def load(files: list[str] | None = None, sets: list[str] | None = None) -> Value
             _set_path(values, *parsed)
     if problems:
         raise BadInput(problems)
+    return check(values, schema)
+
+
+def check(values: Values, schema: dict[str, Any] | None = None) -> Values:
+    """Validate complete values against the schema and the cross-key rules."""
+    schema = schema or load_schema()
+    problems: list[str] = []
     validator = jsonschema.Draft202012Validator(schema, format_checker=_format_checker)
     for error in sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path]):
         problems.extend(_problem(error, schema))

@@ -83,10 +83,12 @@ admin -e 'SELECT 1' >/dev/null || die "the server did not come up to initialize"
   echo "GRANT ALL PRIVILEGES ON *.* TO '$OPERATOR_USER'@'%';"
   echo "CREATE USER '$REPLICATION_USER'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD");"
   echo "GRANT REPLICATION SLAVE ON *.* TO '$REPLICATION_USER'@'%';"
-} | admin
+} | quietly admin || die "creating the accounts failed"
 if [[ $FLAVOR == mariadb ]]; then
-  # read_only is MariaDB's fence; nobody may hold the privilege that bypasses it.
-  admin -e "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.global_priv WHERE User NOT IN ('', 'PUBLIC', 'mariadb.sys')" |
+  # read_only is MariaDB's fence. Only the operator account keeps READ_ONLY ADMIN,
+  # which it needs to move the fence; root and every other account lose it.
+  admin -e "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.global_priv
+            WHERE User NOT IN ('', 'PUBLIC', 'mariadb.sys', '$OPERATOR_USER')" |
     while read -r account; do
       admin --force -e "REVOKE READ_ONLY ADMIN ON *.* FROM $account" 2>/dev/null || true
     done

@@ -53,14 +53,37 @@ client_cnf() { printf '[client]\nuser=%s\npassword=%s\n' "$1" "$(cnf_quote "$2")
 # SQL on stdin (or -e) against the local server over the socket, as the operator.
 sql_local() {
   "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
-    --socket="$SOCKET" --connect-timeout=3 -N -B "$@"
+    --socket="$SOCKET" --connect-timeout=3 -B "$@"
 }
 
 # SQL against a peer by its per-pod DNS name, as the operator.
 sql_peer() {
   local host=$1; shift
   "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
-    --host="$host" --port="$MYSQL_PORT" --protocol=TCP --connect-timeout=2 -N -B "$@"
+    --host="$host" --port="$MYSQL_PORT" --protocol=TCP --connect-timeout=2 -B "$@"
+}
+
+# Error text with every secret replaced: the client echoes failing statements,
+# and a syntax error quotes the text near it.
+redact() {
+  local s=$1 p q
+  for p in "$MYSQLSTS_ROOT_PASSWORD" "$MYSQLSTS_REPLICATION_PASSWORD" "$MYSQLSTS_OPERATOR_PASSWORD" \
+    "$MYSQLSTS_CLONE_SECRET"; do
+    q=$(sql_quote "$p")
+    s=${s//"${q:1:${#q}-2}"/<redacted>}
+    s=${s//"$p"/<redacted>}
+  done
+  printf '%s\n' "$s"
+}
+
+# Run a client whose SQL (stdin) carries secrets: on failure, report only the
+# redacted ERROR lines, never the statement.
+quietly() {
+  local err
+  if ! err=$("$@" 2>&1 >/dev/null); then
+    redact "$(grep -E '^ERROR' <<<"$err" || echo "ERROR (no message)")" >&2
+    return 1
+  fi
 }
 
 server_alive() { sql_local -e 'SELECT 1' >/dev/null 2>&1; }
@@ -94,13 +117,13 @@ peer_pods() {
 # One line describing a server, the same for both flavors:
 #   read_only source_host io_running sql_running lag gtid
 # read_only is 1 when fenced; source_host is "-" when not a replica.
-STATE_SQL_MARIADB="SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_current_pos; SHOW SLAVE STATUS\\G"
-STATE_SQL_MYSQL="SELECT @@GLOBAL.read_only OR @@GLOBAL.super_read_only, REPLACE(@@GLOBAL.gtid_executed, '\\n', ''); SHOW REPLICA STATUS\\G"
+STATE_SQL_MARIADB="SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid\\G SHOW SLAVE STATUS\\G"
+STATE_SQL_MYSQL="SELECT @@GLOBAL.read_only OR @@GLOBAL.super_read_only AS ro,
+  REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid\\G SHOW REPLICA STATUS\\G"
 state_sql() { if [[ $FLAVOR == mysql ]]; then printf '%s' "$STATE_SQL_MYSQL"; else printf '%s' "$STATE_SQL_MARIADB"; fi; }
 
 parse_state() {
   awk -v flavor="$FLAVOR" '
-    NR == 1 { ro = $1; gtid = ($2 == "" ? "-" : $2); next }
     {
       sub(/^[ \t]+/, "")
       k = $1; sub(/:$/, "", k); $1 = ""; sub(/^ /, "")
@@ -115,11 +138,12 @@ parse_state() {
       if (io == "") io = "-"
       if (sq == "") sq = "-"
       if (lag == "" || lag == "NULL") lag = "-"
-      print ro, host, io, sq, lag, gtid
+      gtid = (v["gtid"] == "") ? "-" : v["gtid"]
+      print v["ro"], host, io, sq, lag, gtid
     }'
 }
 
-# SHOW ... \G prints "*** 1. row ***" and "Key: value" lines; -N keeps the first SELECT bare.
+# \G prints "*** 1. row ***" separators and "Key: value" lines.
 local_state() { sql_local -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
 peer_state() { sql_peer "$1" -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
 

@@ -23,14 +23,14 @@ apply_clone_gtid() {
   gtid=$(cat "$CLONE_GTID_FILE")
   [[ $gtid == - ]] && gtid=""
   if [[ $FLAVOR == mysql ]]; then
-    sql_local <<SQL
+    sql_local <<SQL || return 1
 SET GLOBAL super_read_only = OFF;
 RESET BINARY LOGS AND GTIDS;
 SET GLOBAL gtid_purged = $(sql_quote "$gtid");
 SET GLOBAL super_read_only = ON;
 SQL
   else
-    sql_local -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid")"
+    sql_local -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid")" || return 1
   fi
   rm -f "$CLONE_GTID_FILE"
   log "GTID position of the clone applied: ${gtid:-<empty>}"
@@ -40,7 +40,7 @@ promote_self() {
   local semi=OFF
   [[ $SEMI_SYNC == true ]] && semi=ON
   if [[ $FLAVOR == mysql ]]; then
-    sql_local <<SQL
+    sql_local <<SQL || return 1
 STOP REPLICA;
 RESET REPLICA ALL;
 SET GLOBAL rpl_semi_sync_replica_enabled = OFF;
@@ -49,7 +49,7 @@ SET GLOBAL super_read_only = OFF;
 SET GLOBAL read_only = OFF;
 SQL
   else
-    sql_local <<SQL
+    sql_local <<SQL || return 1
 STOP SLAVE;
 RESET SLAVE ALL;
 SET GLOBAL rpl_semi_sync_slave_enabled = OFF;
@@ -70,13 +70,15 @@ join_primary() {
   local primary=$1 fqdn theirs mine
   fqdn=$(pod_fqdn "$primary")
   theirs=$2
-  read -r _ _ _ _ _ mine <<<"$(local_state)"
+  local state
+  state=$(local_state) || return 1
+  read -r _ _ _ _ _ mine <<<"$state"
   if [[ $FLAVOR == mysql ]]; then
     # GTID_SUBSET is evaluated on the primary: exact, over full GTID sets.
     local subset
-    subset=$(sql_peer "$fqdn" -e "SELECT GTID_SUBSET($(sql_quote "${mine/#-/}"), @@GLOBAL.gtid_executed)")
+    subset=$(sql_peer "$fqdn" -N -e "SELECT GTID_SUBSET($(sql_quote "${mine/#-/}"), @@GLOBAL.gtid_executed)") || return 1
     [[ $subset == 1 ]] || { quarantine "errant transactions: $mine is not contained in $primary's GTID set"; return 1; }
-    sql_local <<SQL
+    quietly sql_local <<SQL || return 1
 STOP REPLICA;
 CHANGE REPLICATION SOURCE TO SOURCE_HOST = $(sql_quote "$fqdn"), SOURCE_PORT = $MYSQL_PORT,
   SOURCE_USER = $(sql_quote "$REPLICATION_USER"), SOURCE_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
@@ -89,12 +91,12 @@ SQL
   else
     mariadb_gtid_behind_or_equal "$mine" "$theirs" ||
       { quarantine "errant transactions: $mine is ahead of $primary's $theirs"; return 1; }
-    sql_local <<SQL
+    quietly sql_local <<SQL || return 1
 STOP SLAVE;
 SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos;
 CHANGE MASTER TO MASTER_HOST = $(sql_quote "$fqdn"), MASTER_PORT = $MYSQL_PORT,
   MASTER_USER = $(sql_quote "$REPLICATION_USER"), MASTER_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
-  MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_RETRY_COUNT = 86400, MASTER_HEARTBEAT_PERIOD = 1;
+  MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1;
 SET GLOBAL rpl_semi_sync_master_enabled = OFF;
 SET GLOBAL rpl_semi_sync_slave_enabled = $([[ $SEMI_SYNC == true ]] && echo ON || echo OFF);
 START SLAVE;
@@ -106,8 +108,9 @@ SQL
 
 # One look at the peers; returns 0 once the role is settled.
 settle_role() {
-  local ro host io gtid peer state p_ro p_host p_gtid
-  read -r ro host io _ _ gtid <<<"$(local_state)"
+  local ro host io peer state p_ro p_host p_gtid
+  state=$(local_state) || return 1
+  read -r ro host io _ _ _ <<<"$state"
   if [[ $ro == 0 ]]; then
     record_primary "$POD_NAME"
     return 0
@@ -172,7 +175,7 @@ socat_pid=""
 trap '[[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null; exit 0' TERM INT
 
 wait_for_server 600 || die "the server did not answer within 600s"
-apply_clone_gtid
+until apply_clone_gtid; do sleep 2; done
 serve_clones
 
 if [[ -e $QUARANTINE_FILE ]]; then

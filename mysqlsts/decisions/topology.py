@@ -1,0 +1,112 @@
+"""Pure decisions over observed state: who is primary, what role each pod has,
+and which health checks pass. No I/O here; tests feed observations directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mysqlsts.mysql.observe import ServerState
+
+
+@dataclass(frozen=True)
+class PodView:
+    """One pod as observed: platform facts plus what its server says (None if unreachable)."""
+
+    name: str
+    fqdn: str
+    address: str | None
+    resolved: str | None  # what the pod's DNS name resolves to right now
+    running: bool
+    ready: bool
+    state: ServerState | None
+    error: str = ""
+    quarantined: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def writable(views: list[PodView]) -> list[str]:
+    return [v.name for v in views if v.state is not None and v.state.writable]
+
+
+def observed_primary(views: list[PodView]) -> str | None:
+    """The primary is the one writable node; with none or several there is no primary to name."""
+    w = writable(views)
+    return w[0] if len(w) == 1 else None
+
+
+def role(view: PodView, primary: str | None) -> str:
+    if view.quarantined:
+        return "quarantined"
+    if view.state is None:
+        return "unknown"
+    if view.state.writable:
+        return "primary" if view.name == primary else "writable!"
+    return "replica"
+
+
+def pod_of(host: str | None) -> str | None:
+    return host.split(".", 1)[0] if host else None
+
+
+def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str, primary_resolves_to: str | None,
+                  max_lag: int, semi_sync: bool) -> list[Check]:
+    checks: list[Check] = []
+    for v in views:
+        ok = v.address is not None and v.resolved == v.address
+        checks.append(Check(f"dns {v.fqdn}", ok, f"resolves to {v.resolved or 'nothing'}, "
+                                                   f"pod address {v.address or 'none (not running)'}"))
+    for v in views:
+        checks.append(Check(f"pod {v.name} running and ready", v.running and v.ready,
+                            "ready" if v.ready else ("not ready" if v.running else "not running")
+                            + (f": {v.error}" if v.error else "")))
+    w = writable(views)
+    checks.append(Check("exactly one writable node", len(w) == 1, ", ".join(w) or "none writable"))
+    primary = observed_primary(views)
+    checks.append(Check("writable node is the recorded primary", primary is not None and primary == recorded,
+                        f"recorded {recorded or 'none'}, writable {', '.join(w) or 'none'}"))
+    if primary is not None:
+        pview = next(v for v in views if v.name == primary)
+        checks.append(Check(f"primary name {primary_fqdn}", primary_resolves_to == pview.address,
+                            f"resolves to {primary_resolves_to or 'nothing'}, primary {primary} is at {pview.address}"))
+        if semi_sync:
+            checks.append(Check("semi-sync active on the primary", pview.state.semi_sync_source_on,
+                                "acknowledged commits" if pview.state.semi_sync_source_on
+                                else "OFF: commits are not waiting for a replica (async)"))
+    for v in views:
+        if v.name == primary:
+            continue
+        checks.append(replica_check(v, primary, views, max_lag, semi_sync))
+    return checks
+
+
+def replica_check(v: PodView, primary: str | None, views: list[PodView], max_lag: int, semi_sync: bool) -> Check:
+    name = f"replica {v.name} replicates from the primary"
+    if v.quarantined:
+        return Check(name, False, "quarantined (errant transactions): re-clone it")
+    s = v.state
+    if s is None:
+        return Check(name, False, f"unreachable: {v.error or 'no answer'}")
+    problems = []
+    pfqdn = next((p.fqdn for p in views if p.name == primary), None)
+    if s.writable:
+        problems.append("writable")
+    if s.source_host is None:
+        problems.append("not configured as a replica")
+    elif pfqdn is not None and s.source_host != pfqdn:
+        problems.append(f"source is {s.source_host}, not {pfqdn}")
+    if s.io_running != "Yes" or s.sql_running != "Yes":
+        problems.append(f"threads io={s.io_running} sql={s.sql_running}")
+    if s.last_error:
+        problems.append(f"error: {s.last_error}")
+    if s.lag is None or s.lag > max_lag:
+        problems.append(f"lag {s.lag if s.lag is not None else 'unknown'}s > {max_lag}s")
+    if semi_sync and not s.semi_sync_replica_on:
+        problems.append("semi-sync replica side OFF")
+    detail = "; ".join(problems) or f"from {s.source_host}, io/sql Yes, lag {s.lag}s"
+    return Check(name, not problems, detail)

@@ -1,0 +1,71 @@
+"""Read one server's replication state over SQL, the same way for both flavors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymysql
+
+from mysqlsts.flavors import Flavor
+
+OPERATOR_USER = "mysqlsts"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    read_only: bool
+    super_read_only: bool | None  # None on MariaDB, where read_only is the fence
+    gtid: str
+    source_host: str | None  # None: not configured as a replica
+    io_running: str | None
+    sql_running: str | None
+    lag: int | None
+    last_error: str
+    semi_sync_source_on: bool  # the source is waiting for acknowledgements
+    semi_sync_replica_on: bool
+
+    @property
+    def writable(self) -> bool:
+        return not self.read_only
+
+
+def connect(host: str, port: int, password: str, timeout: float = 3.0, database: str | None = None):
+    return pymysql.connect(host=host, port=port, user=OPERATOR_USER, password=password, database=database,
+                           connect_timeout=timeout, read_timeout=timeout + 2, write_timeout=timeout + 2,
+                           autocommit=True)
+
+
+def observe(conn, flavor: Flavor) -> ServerState:
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        sro = f", @@GLOBAL.{flavor.super_read_only_var} AS sro" if flavor.super_read_only_var else ""
+        cur.execute(f"SELECT @@GLOBAL.read_only AS ro{sro}")
+        row = cur.fetchone()
+        cur.execute(flavor.gtid_executed_sql + " AS gtid")
+        gtid = (cur.fetchone()["gtid"] or "").replace("\n", "")
+        cur.execute(flavor.replica_status_sql)
+        replica = cur.fetchone()
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name = %s", (flavor.semi_sync_source_status,))
+        source_status = cur.fetchone()
+        cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_replica_var} AS v")
+        replica_on = bool(int(cur.fetchone()["v"]))
+
+    def field(mysql_name: str, mariadb_name: str):
+        if not replica:
+            return None
+        return replica.get(mysql_name if flavor.name == "mysql" else mariadb_name)
+
+    lag = field("Seconds_Behind_Source", "Seconds_Behind_Master")
+    errors = [str(field(a, b) or "") for a, b in (("Last_IO_Error", "Last_IO_Error"),
+                                                  ("Last_SQL_Error", "Last_SQL_Error"))]
+    return ServerState(
+        read_only=bool(int(row["ro"])),
+        super_read_only=bool(int(row["sro"])) if "sro" in row else None,
+        gtid=gtid,
+        source_host=field("Source_Host", "Master_Host") or None,
+        io_running=field("Replica_IO_Running", "Slave_IO_Running"),
+        sql_running=field("Replica_SQL_Running", "Slave_SQL_Running"),
+        lag=int(lag) if lag is not None else None,
+        last_error="; ".join(e for e in errors if e),
+        semi_sync_source_on=bool(source_status) and str(source_status["Value"]).upper() == "ON",
+        semi_sync_replica_on=replica_on,
+    )

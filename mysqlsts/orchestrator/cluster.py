@@ -1,0 +1,218 @@
+"""The orchestrator: bootstrap, observe, verify, scale, restart, destroy.
+
+Written once against the Platform interface; decisions come from
+mysqlsts.decisions, side effects go through the platform or SQL.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+import pymysql
+
+from mysqlsts import flavors
+from mysqlsts.chart.render import semi_sync_on
+from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, verify_checks
+from mysqlsts.errors import OperationFailed
+from mysqlsts.mysql.observe import connect, observe
+from mysqlsts.output import progress
+from mysqlsts.platform.base import Platform, PodInfo
+
+CANARY_TABLE = "mysqlsts.canary"
+
+
+def resolve(name: str) -> str | None:
+    try:
+        return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        return None
+
+
+class Cluster:
+    def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str]):
+        self.platform = platform
+        self.values = values
+        self.passwords = passwords
+        self.flavor = flavors.get(values["flavor"])
+        self.port = values["mysql"]["port"]
+
+    def connect(self, host: str, timeout: float = 3.0):
+        return connect(host, self.port, self.passwords["operatorPassword"], timeout=timeout)
+
+    # -- observation -----------------------------------------------------------------------
+
+    def observe(self) -> list[PodView]:
+        views = []
+        for pod in self.platform.pods():
+            state, error = None, ""
+            if pod.running:
+                try:
+                    with self.connect(pod.fqdn) as conn:
+                        state = observe(conn, self.flavor)
+                except pymysql.MySQLError as e:
+                    error = str(e.args[-1]) if e.args else str(e)
+            views.append(PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
+                                 running=pod.running, ready=pod.ready, state=state, error=error,
+                                 quarantined=getattr(pod, "quarantined", False)))
+        return views
+
+    def status(self) -> list[dict[str, Any]]:
+        views = self.observe()
+        primary = observed_primary(views)
+        rows = []
+        for v in views:
+            s = v.state
+            rows.append({
+                "pod": v.name, "address": v.address, "dns": v.fqdn, "role": role(v, primary),
+                "read_only": None if s is None else s.read_only,
+                "super_read_only": None if s is None else s.super_read_only,
+                "gtid_executed": None if s is None else s.gtid,
+                "source": None if s is None else pod_of(s.source_host),
+                "io_thread": None if s is None else s.io_running,
+                "sql_thread": None if s is None else s.sql_running,
+                "lag_seconds": None if s is None else s.lag,
+                "ready": v.ready, "running": v.running, "error": v.error or (s.last_error if s else ""),
+            })
+        return rows
+
+    def publish_primary(self, views: list[PodView] | None = None) -> str | None:
+        primary = observed_primary(views or self.observe())
+        if primary is not None and primary != self.platform.recorded_primary():
+            progress(f"primary is {primary}; pointing {self.platform.primary_fqdn()} at it")
+        if primary is not None:
+            self.platform.set_primary(primary)
+        return primary
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(self) -> list[Check]:
+        views = self.observe()
+        checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
+                               resolve(self.platform.primary_fqdn()), self.values["health"]["maxLagSeconds"],
+                               semi_sync_on(self.values))
+        if observed_primary(views) is not None and all(c.ok for c in checks):
+            checks.extend(self.canary(views))
+        elif observed_primary(views) is not None:
+            checks.append(Check("canary row reaches every replica", False, "skipped: earlier checks failed"))
+        return checks
+
+    def canary(self, views: list[PodView]) -> list[Check]:
+        """Write through the primary name, read back from every replica through its own name."""
+        token = uuid.uuid4().hex
+        try:
+            with self.connect(self.platform.primary_fqdn()) as conn, conn.cursor() as cur:
+                cur.execute("CREATE DATABASE IF NOT EXISTS mysqlsts")
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {CANARY_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                            "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
+                cur.execute(f"DELETE FROM {CANARY_TABLE} WHERE written_at < NOW() - INTERVAL 1 DAY")
+                cur.execute(f"INSERT INTO {CANARY_TABLE} (token) VALUES (%s)", (token,))
+        except pymysql.MySQLError as e:
+            return [Check("canary write through the primary name", False, str(e))]
+        written = time.monotonic()
+        timeout = float(self.values["health"]["canaryTimeoutSeconds"])
+        checks = [Check("canary write through the primary name", True, f"row {token[:8]} committed")]
+        primary = observed_primary(views)
+        for v in views:
+            if v.name == primary:
+                continue
+            seen = None
+            while seen is None and time.monotonic() - written < timeout:
+                try:
+                    with self.connect(v.fqdn) as conn, conn.cursor() as cur:
+                        cur.execute(f"SELECT 1 FROM {CANARY_TABLE} WHERE token = %s", (token,))
+                        if cur.fetchone():
+                            seen = time.monotonic() - written
+                except pymysql.MySQLError:
+                    pass
+                if seen is None:
+                    time.sleep(0.05)
+            checks.append(Check(f"canary row on {v.name} via {v.fqdn}", seen is not None,
+                                f"seen after {seen * 1000:.0f} ms" if seen is not None
+                                else f"not seen within {timeout:g}s"))
+        return checks
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def wait_ready(self, names: list[str], deadline: float) -> None:
+        last: dict[str, str] = {}
+        started = time.monotonic()
+        pending = set(names)
+        while pending:
+            pods = {p.name: p for p in self.platform.pods()}
+            for name in sorted(pending):
+                pod = pods[name]
+                phase = "ready" if pod.ready else pod.phase
+                if last.get(name) != phase:
+                    progress(f"{name}: {phase}" + (f" ({time.monotonic() - started:.1f}s)" if pod.ready else ""))
+                    last[name] = phase
+                if pod.ready:
+                    pending.discard(name)
+                elif not pod.running:
+                    raise OperationFailed([f"{name} stopped while starting", *self.platform.diagnose(name)])
+                elif pod.restarts >= 5:
+                    raise OperationFailed([f"{name} keeps failing ({pod.restarts} restarts)",
+                                           *self.platform.diagnose(name)])
+            if pending and time.monotonic() > deadline:
+                lines = [f"timed out waiting for {', '.join(sorted(pending))} to become ready"]
+                for name in sorted(pending):
+                    lines.extend(self.platform.diagnose(name))
+                raise OperationFailed(lines)
+            if pending:
+                time.sleep(0.3)
+
+    def converge(self, timeout: float) -> list[str]:
+        """Bring every wanted pod up. Pods that hold data start together (after a reboot the
+        primary may be any of them); empty pods then start one by one in ordinal order."""
+        deadline = time.monotonic() + timeout
+        wanted = [p for p in self.platform.pods() if p.ordinal < self.values["replicas"]]
+        started = []
+        with_data = [p.name for p in wanted if p.has_data and not p.running]
+        if with_data:
+            progress(f"starting pods that hold data: {', '.join(with_data)}")
+            for name in with_data:
+                self.platform.start_pod(name)
+            self.wait_ready(with_data, deadline)
+            started += with_data
+        for pod in wanted:
+            if not pod.running and pod.name not in started:
+                progress(f"{pod.name}: starting")
+                self.platform.start_pod(pod.name)
+                self.wait_ready([pod.name], deadline)
+                started.append(pod.name)
+        not_ready = [p.name for p in self.platform.pods() if p.ordinal < self.values["replicas"] and not p.ready]
+        if not_ready:
+            self.wait_ready(not_ready, deadline)
+        self.publish_primary()
+        return started
+
+    def scale_in(self, replicas: int, delete_data: bool) -> list[str]:
+        removed = [p for p in self.platform.pods() if p.ordinal >= replicas and (p.running or p.has_data)]
+        primary = self.platform.recorded_primary()
+        if any(p.name == primary for p in removed):
+            raise OperationFailed(f"{primary} is the primary and would be removed; switch over to a lower "
+                                  "ordinal first")
+        for pod in sorted(removed, key=lambda p: -p.ordinal):
+            progress(f"{pod.name}: stopping" + (" and deleting its data" if delete_data else " (data kept)"))
+            self.platform.stop_pod(pod.name)
+            if delete_data:
+                self.platform.delete_pod_data(pod.name)
+        return [p.name for p in removed]
+
+    def restart_pod(self, name: str, timeout: float) -> None:
+        pods = {p.name: p for p in self.platform.pods()}
+        if name not in pods or pods[name].ordinal >= self.values["replicas"]:
+            raise OperationFailed(f"no pod {name!r} in cluster {self.platform.name!r}")
+        progress(f"{name}: stopping")
+        self.platform.stop_pod(name)
+        progress(f"{name}: starting")
+        self.platform.start_pod(name)
+        self.wait_ready([name], time.monotonic() + timeout)
+        self.publish_primary()
+
+
+def pods_summary(pods: list[PodInfo]) -> list[dict[str, Any]]:
+    return [asdict(p) for p in pods]

@@ -1,0 +1,273 @@
+"""The local platform: pods are supervisor processes, PVs are folders, DNS is a dnsmasq."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mysqlsts import flavors
+from mysqlsts.chart.render import Names
+from mysqlsts.chart.secrets import save as save_secret
+from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.platform.base import PodInfo
+from mysqlsts.platform.local import netns, procs
+from mysqlsts.platform.local.dns import ClusterDNS
+from mysqlsts.platform.local.layout import ClusterLayout
+from mysqlsts.state import read_json, write_json
+
+SUPERVISOR = "mysqlsts.platform.local.supervisor"
+FIRST_HOST, LAST_HOST = 10, 250
+
+
+class LocalPlatform:
+    target = "local"
+
+    def __init__(self, state_root: Path, name: str):
+        self.name = name
+        self.layout = ClusterLayout(root=state_root / name, name=name)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"target: local, cluster: {self.name} (state: {self.layout.root})"
+
+    def exists(self) -> bool:
+        return self.layout.values_file.is_file()
+
+    def values(self) -> dict[str, Any]:
+        if not self.exists():
+            raise BadInput(f"--name: no local cluster {self.name!r} under {self.layout.root.parent} "
+                           "(bootstrap it first, or pass --state-dir)")
+        return read_json(self.layout.values_file)
+
+    def passwords(self) -> dict[str, str]:
+        return read_json(self.layout.secret_file)
+
+    def _cluster(self) -> dict[str, Any]:
+        if self.layout.cluster_file.is_file():
+            return read_json(self.layout.cluster_file)
+        digest = hashlib.sha256(str(self.layout.root.resolve()).encode()).digest()
+        return {"block": f"127.{100 + digest[0] % 150}.{digest[1]}", "next_host": FIRST_HOST,
+                "addresses": {}, "primary": None}
+
+    def _save_cluster(self, cluster: dict[str, Any]) -> None:
+        write_json(self.layout.cluster_file, cluster)
+
+    @contextmanager
+    def lock(self):
+        """One mutating command per cluster at a time."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.root / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OperationFailed(f"another mysqlsts command is working on cluster {self.name!r}") from None
+            yield
+
+    def _dns(self, values: dict[str, Any] | None = None) -> ClusterDNS:
+        values = values or self.values()
+        return ClusterDNS(self.layout, values["namespace"], values["clusterDomain"],
+                          Names.of(values["name"]).headless, f"{self._cluster()['block']}.53")
+
+    def _publish(self) -> None:
+        cluster = self._cluster()
+        values = self.values()
+        services = {}
+        if cluster["primary"] and cluster["primary"] in cluster["addresses"]:
+            services[Names.of(self.name).primary] = cluster["addresses"][cluster["primary"]]
+        self._dns(values).write(cluster["addresses"], services)
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def apply(self, values: dict[str, Any], passwords: dict[str, str], objects: list[dict[str, Any]]) -> list[str]:
+        check_binaries(values["flavor"])
+        changes = []
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.layout.root, 0o700)
+        stored = [o for o in objects if o["kind"] != "Secret"]  # passwords live in secret.json only
+        for path, data, mode in ((self.layout.values_file, _without_auth(values), 0o644),
+                                 (self.layout.objects_file, stored, 0o644),
+                                 (self.layout.secret_file, passwords, 0o600)):
+            old = read_json(path) if path.is_file() else None
+            if old != data:
+                if path == self.layout.secret_file:
+                    save_secret(path, passwords)
+                else:
+                    write_json(path, data, mode)
+                changes.append(f"{path.name} {'updated' if old is not None else 'created'}")
+        self.layout.dns_dir.mkdir(parents=True, exist_ok=True)
+        self._save_cluster(self._cluster())
+        dns = self._dns(values)
+        self._publish()
+        if not dns.pid():
+            dns.start()
+            changes.append(f"cluster DNS started on {dns.address}")
+        return changes
+
+    def enter_network(self) -> None:
+        if not self.layout.resolv_conf.is_file():
+            raise OperationFailed(f"cluster {self.name!r} has no DNS configuration; run bootstrap")
+        dns = self._dns()
+        if not dns.pid():
+            dns.start()
+        netns.enter(self.layout.resolv_conf)
+
+    # -- pods ----------------------------------------------------------------------------
+
+    def pods(self) -> list[PodInfo]:
+        values = self.values()
+        dns = self._dns(values)
+        wanted = {f"{self.name}-{i}" for i in range(values["replicas"])}
+        present = {p.name for p in self.layout.existing_pods()}
+        out = []
+        for name in sorted(wanted | present, key=lambda n: int(n.rsplit("-", 1)[1])):
+            pod = self.layout.pod(name)
+            status = read_json(pod.status_file) if pod.status_file.is_file() else {}
+            running = self._supervisor(name) is not None
+            out.append(PodInfo(
+                name=name, ordinal=pod.ordinal, fqdn=dns.fqdn(name),
+                address=self._cluster()["addresses"].get(name) if running else None,
+                running=running, ready=running and bool(status.get("ready")),
+                phase=status.get("phase", "Pending") if running else ("Stopped" if status else "Absent"),
+                restarts=sum(c.get("restarts", 0) for c in status.get("containers", {}).values()),
+                has_data=(pod.pv / "data").is_dir()))
+        return out
+
+    def _supervisor(self, name: str) -> int | None:
+        return procs.live_pid(self.layout.pod(name).pid_file, SUPERVISOR)
+
+    def _allocate(self, name: str) -> str:
+        """A fresh address for every pod start, as a new pod IP: the names follow it."""
+        cluster = self._cluster()
+        in_use = {a for p, a in cluster["addresses"].items() if p != name}
+        host = cluster["next_host"]
+        for _ in range(LAST_HOST - FIRST_HOST + 1):
+            address = f"{cluster['block']}.{host}"
+            host = host + 1 if host < LAST_HOST else FIRST_HOST
+            if address not in in_use:
+                cluster["next_host"] = host
+                cluster["addresses"][name] = address
+                self._save_cluster(cluster)
+                return address
+        raise OperationFailed("no free loopback address left in the cluster's block")
+
+    def start_pod(self, name: str) -> None:
+        if self._supervisor(name):
+            return
+        pod = self.layout.pod(name)
+        pod.dir.mkdir(parents=True, exist_ok=True)
+        pod.logs.mkdir(parents=True, exist_ok=True)
+        pod.status_file.unlink(missing_ok=True)
+        address = self._allocate(name)
+        self._publish()
+        log = (pod.logs / "supervisor.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", SUPERVISOR, str(self.layout.root), name, address],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                cwd="/")
+        pod.pid_file.write_text(f"{proc.pid}\n")
+        for _ in range(100):  # until the child has exec'd, its cmdline is still ours
+            if procs.alive(proc.pid, SUPERVISOR) or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+
+    def stop_pod(self, name: str) -> None:
+        pod = self.layout.pod(name)
+        pid = procs.read_pid(pod.pid_file)
+        values = self.values()
+        if pid and (procs.alive(pid, SUPERVISOR) or procs.group_alive(pid)):
+            procs.stop_group(pid, grace=float(values["pod"]["terminationGracePeriodSeconds"]) + 5)
+        pod.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(pod.run, ignore_errors=True)
+        cluster = self._cluster()
+        if cluster["addresses"].pop(name, None):
+            self._save_cluster(cluster)
+            self._publish()
+
+    def delete_pod_data(self, name: str) -> None:
+        shutil.rmtree(self.layout.pod(name).dir, ignore_errors=True)
+
+    # -- primary -------------------------------------------------------------------------
+
+    def set_primary(self, name: str | None) -> None:
+        cluster = self._cluster()
+        if cluster["primary"] != name:
+            cluster["primary"] = name
+            self._save_cluster(cluster)
+        self._publish()
+
+    def recorded_primary(self) -> str | None:
+        return self._cluster()["primary"]
+
+    def primary_fqdn(self) -> str:
+        return self._dns().service_fqdn(Names.of(self.name).primary)
+
+    # -- diagnosis and teardown ------------------------------------------------------------
+
+    def diagnose(self, name: str) -> list[str]:
+        pod = self.layout.pod(name)
+        status = read_json(pod.status_file) if pod.status_file.is_file() else {}
+        lines = [f"{name}: phase {status.get('phase', 'unknown')}, ready {status.get('ready', False)}"]
+        if status.get("lastProbeFailure"):
+            lines.append(f"{name}: last probe failure: {status['lastProbeFailure']}")
+        for cname, c in status.get("containers", {}).items():
+            lines.append(f"{name}/{cname}: {c}")
+        containers = status.get("containers", {})
+        failing = [c for c, s in containers.items() if s.get("state") not in ("running", "completed")] or \
+            ["sidecar", "mysql"]
+        for cname in failing:
+            log = pod.log(cname)
+            if log.is_file():
+                tail = log.read_text(errors="replace").strip().splitlines()[-12:]
+                lines.append(f"--- last lines of {log}:")
+                lines.extend(f"    {line}" for line in tail)
+                break
+        return lines
+
+    def destroy(self, delete_data: bool) -> None:
+        for pod in self.layout.existing_pods():
+            pid = procs.read_pid(pod.pid_file)
+            if pid and procs.group_alive(pid):
+                procs.stop_group(pid, grace=30)
+            pod.pid_file.unlink(missing_ok=True)
+            pod.status_file.unlink(missing_ok=True)
+        if self.layout.dns_dir.is_dir():
+            self._dns().stop()
+        shutil.rmtree(self.layout.run_root, ignore_errors=True)
+        if delete_data:
+            shutil.rmtree(self.layout.root, ignore_errors=True)
+        else:
+            cluster = self._cluster()
+            cluster["addresses"] = {}
+            self._save_cluster(cluster)
+
+    def wait_stopped(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._supervisor(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _without_auth(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "auth": {k: "" for k in values["auth"]}}
+
+
+def check_binaries(flavor_name: str) -> None:
+    flavor = flavors.get(flavor_name)
+    needed = [flavor.server, flavor.client, flavor.backup, flavor.stream, "socat", "dnsmasq"]
+    if flavor.name == "mariadb":
+        needed.append("mariadb-install-db")
+    hints = {**flavor.install_hint, "socat": "apt-get install socat", "dnsmasq": "apt-get install dnsmasq-base"}
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [b for b in needed if shutil.which(b, path=search) is None]
+    if missing:
+        raise OperationFailed([f"{b} not found on PATH: {hints.get(b, 'install it')}" for b in missing])
+    if os.geteuid() != 0:
+        raise OperationFailed("the local runtime needs root (private mount namespace for the cluster DNS, "
+                              "DNS on port 53 of the cluster's loopback address)")

@@ -1,0 +1,239 @@
+"""The local kubelet: runs one pod of the rendered StatefulSet as processes.
+
+It runs in its own session (so everything it starts is one process group),
+inside the cluster's DNS namespace, and does what the kubelet does for the
+pod: run the init containers in order (retrying from the first on failure),
+start the containers, restart those that exit, run the startup, liveness and
+readiness probes from the pod spec, and report it all in status.json. The
+commands are the chart's own scripts, taken from the ConfigMap.
+
+    python -m mysqlsts.platform.local.supervisor CLUSTER_DIR POD ADDRESS
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mysqlsts.chart.render import POD_PATHS
+from mysqlsts.chart.secrets import SECRET_DATA_KEYS
+from mysqlsts.platform.local import netns
+from mysqlsts.platform.local.layout import ClusterLayout, PodLayout
+from mysqlsts.state import read_json, write_json
+
+MAX_BACKOFF = 10.0
+
+
+class Pod:
+    def __init__(self, layout: ClusterLayout, pod: PodLayout, address: str):
+        self.layout = layout
+        self.pod = pod
+        self.address = address
+        objects = read_json(layout.objects_file)
+        self.sts = next(o for o in objects if o["kind"] == "StatefulSet")
+        self.configmap = next(o for o in objects if o["kind"] == "ConfigMap")
+        self.spec = self.sts["spec"]["template"]["spec"]
+        self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
+        self.stopping = False
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
+        self.status: dict[str, Any] = {"pod": pod.name, "address": address, "supervisor": os.getpid(),
+                                       "phase": "Pending", "ready": False, "containers": {},
+                                       "started": time.time()}
+
+    # -- the pod's filesystem and environment ---------------------------------------------
+
+    def mount_configmap(self) -> None:
+        """Like a ConfigMap volume: the items, fresh on every pod start."""
+        volume = next(v for v in self.spec["volumes"] if v["name"] == "config")
+        for item in volume["configMap"]["items"]:
+            target = self.pod.home / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.configmap["data"][item["key"]])
+
+    def env(self, container: dict[str, Any]) -> dict[str, str]:
+        secret = read_json(self.layout.secret_file)
+        by_data_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items()}
+        env = {k: os.environ[k] for k in ("LANG", "HOME") if k in os.environ}
+        env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin"
+        for var in container.get("env", []):
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            elif "secretKeyRef" in var["valueFrom"]:
+                env[var["name"]] = by_data_key[var["valueFrom"]["secretKeyRef"]["key"]]
+            elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+                env[var["name"]] = self.pod.name
+        local_paths = {"MYSQLSTS_HOME_DIR": self.pod.home, "CONF_DIR": self.pod.conf, "PV_DIR": self.pod.pv,
+                       "RUN_DIR": self.pod.run, "TMPDIR": self.pod.tmp}
+        env.update({k: str(v) for k, v in local_paths.items()})
+        env["BIND_ADDRESS"] = self.address
+        env["MYSQL_OS_USER"] = getpass.getuser()
+        return env
+
+    def command(self, argv: list[str]) -> list[str]:
+        home = POD_PATHS["MYSQLSTS_HOME_DIR"]
+        return [str(self.pod.home) + a[len(home):] if a.startswith(home + "/") else a for a in argv]
+
+    # -- containers --------------------------------------------------------------------------
+
+    def spawn(self, container: dict[str, Any]) -> subprocess.Popen:
+        log = self.pod.log(container["name"]).open("ab")
+        return subprocess.Popen(self.command(container["command"]), env=self.env(container), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, cwd=self.pod.tmp)
+
+    def run_init_containers(self) -> bool:
+        backoff = 1.0
+        while not self.stopping:
+            for container in self.spec["initContainers"]:
+                self.set_phase(f"Init:{container['name']}")
+                proc = self.spawn(container)
+                self.procs[container["name"]] = proc
+                rc = self.wait_or_stop(proc)
+                self.procs.pop(container["name"], None)
+                if self.stopping:
+                    return False
+                if rc != 0:
+                    self.restarts[container["name"]] = self.restarts.get(container["name"], 0) + 1
+                    self.status["containers"][container["name"]] = {"state": "error", "exitCode": rc,
+                                                                   "restarts": self.restarts[container["name"]]}
+                    self.set_phase(f"Init:Error ({container['name']} exited {rc})")
+                    self.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    break
+                self.status["containers"][container["name"]] = {"state": "completed", "exitCode": 0}
+            else:
+                return True
+        return False
+
+    def wait_or_stop(self, proc: subprocess.Popen) -> int:
+        while True:
+            try:
+                return proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if self.stopping:
+                    proc.terminate()
+                    return proc.wait()
+
+    def probe(self, container: dict[str, Any], kind: str) -> bool:
+        spec = container.get(kind)
+        if not spec:
+            return True
+        try:
+            result = subprocess.run(self.command(spec["exec"]["command"]), env=self.env(container),
+                                    stdin=subprocess.DEVNULL, capture_output=True,
+                                    timeout=spec.get("timeoutSeconds", 5), cwd=self.pod.tmp)
+        except subprocess.TimeoutExpired:
+            self.status["lastProbeFailure"] = f"{kind}: timed out"
+            return False
+        if result.returncode != 0:
+            message = (result.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            self.status["lastProbeFailure"] = f"{kind}: {message}"
+        return result.returncode == 0
+
+    def run(self) -> int:
+        for d in (self.pod.pv, self.pod.conf, self.pod.tmp, self.pod.logs, self.pod.run):
+            d.mkdir(parents=True, exist_ok=True)
+        self.mount_configmap()
+        if not self.run_init_containers():
+            return self.shutdown()
+        containers = {c["name"]: c for c in self.spec["containers"]}
+        main = self.spec["containers"][0]
+        for name, c in containers.items():
+            self.procs[name] = self.spawn(c)
+        self.set_phase("Running")
+        started_ok = False
+        failures = 0
+        next_ready = next_live = 0.0
+        backoff: dict[str, float] = {}
+        restart_at: dict[str, float] = {}
+        while not self.stopping:
+            now = time.monotonic()
+            for name, c in containers.items():
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is not None:
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    backoff[name] = min(backoff.get(name, 0.5) * 2, MAX_BACKOFF)
+                    restart_at[name] = now + backoff[name]
+                    self.status["containers"][name] = {"state": "waiting", "exitCode": proc.returncode,
+                                                       "restarts": self.restarts[name]}
+                    self.procs.pop(name)
+                    if name == main["name"]:
+                        started_ok = False
+                        self.status["ready"] = False
+                if name not in self.procs and now >= restart_at.get(name, 0):
+                    self.procs[name] = self.spawn(c)
+                if name in self.procs:
+                    self.status["containers"][name] = {"state": "running", "pid": self.procs[name].pid,
+                                                       "restarts": self.restarts.get(name, 0)}
+            if main["name"] in self.procs:
+                if not started_ok:
+                    started_ok = self.probe(main, "startupProbe")
+                else:
+                    if now >= next_ready:
+                        self.status["ready"] = self.probe(main, "readinessProbe")
+                        next_ready = now + main.get("readinessProbe", {}).get("periodSeconds", 2)
+                    if now >= next_live:
+                        live = main.get("livenessProbe", {})
+                        failures = 0 if self.probe(main, "livenessProbe") else failures + 1
+                        next_live = now + live.get("periodSeconds", 10)
+                        if failures >= live.get("failureThreshold", 3):
+                            self.procs[main["name"]].kill()  # the kubelet restarts a container that fails liveness
+                            failures = 0
+            self.write_status()
+            self.sleep(0.5)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.status["ready"] = False
+        self.set_phase("Terminating")
+        for name in reversed(list(self.procs)):  # sidecar first, then the server
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=self.grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.set_phase("Stopped")
+        return 0
+
+    # -- status ------------------------------------------------------------------------------
+
+    def set_phase(self, phase: str) -> None:
+        self.status["phase"] = phase
+        self.write_status()
+
+    def write_status(self) -> None:
+        self.status["updated"] = time.time()
+        write_json(self.pod.status_file, self.status)
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, seconds))
+
+
+def main(argv: list[str]) -> int:
+    cluster_dir, pod_name, address = argv
+    root = Path(cluster_dir)
+    layout = ClusterLayout(root=root, name=root.name)
+    netns.enter(layout.resolv_conf)
+    pod = Pod(layout, layout.pod(pod_name), address)
+
+    def stop(signum, frame):
+        pod.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return pod.run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
