@@ -183,11 +183,15 @@ class Cluster:
                 self.platform.start_pod(pod.name)
                 self.wait_ready([pod.name], deadline)
                 started.append(pod.name)
+        self.settle(deadline)
+        return started
+
+    def settle(self, deadline: float) -> None:
+        """Wait until every wanted pod is ready (replicas reconnect to a moved primary), then publish it."""
         not_ready = [p.name for p in self.platform.pods() if p.ordinal < self.values["replicas"] and not p.ready]
         if not_ready:
             self.wait_ready(not_ready, deadline)
         self.publish_primary()
-        return started
 
     def scale_in(self, replicas: int, delete_data: bool) -> list[str]:
         removed = [p for p in self.platform.pods() if p.ordinal >= replicas and (p.running or p.has_data)]
@@ -210,8 +214,13 @@ class Cluster:
         self.platform.stop_pod(name)
         progress(f"{name}: starting")
         self.platform.start_pod(name)
-        self.wait_ready([name], time.monotonic() + timeout)
-        self.publish_primary()
+        deadline = time.monotonic() + timeout
+        self.wait_ready([name], deadline)
+        time.sleep(self.readiness_period())  # let the others' probes see the pod's new address
+        self.settle(deadline)
+
+    def readiness_period(self) -> float:
+        return 2.5
 
 
 def pods_summary(pods: list[PodInfo]) -> list[dict[str, Any]]:

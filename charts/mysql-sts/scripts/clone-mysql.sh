@@ -4,7 +4,7 @@
 # else the primary. The clone is built in staging and becomes the data
 # directory by one rename, so an interrupted clone can never pass for data.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ -d $DATA_DIR ]]; then

@@ -3,7 +3,7 @@
 # and only if it proves it holds the clone secret, stream a hot backup,
 # followed by a completion marker.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 nonce=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

@@ -2,7 +2,7 @@
 # Init container 1: ordinal -> server-id and config; on a brand-new cluster,
 # ordinal 0 initializes the first primary's data directory.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$CONF_DIR" "$PV_DIR" "$RUN_DIR"

@@ -3,7 +3,7 @@
 # whether the pod can serve its role: the primary is writable, a replica
 # replicates with both threads running and lag within MAX_LAG_SECONDS.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case ${1:-} in

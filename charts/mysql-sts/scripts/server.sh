@@ -2,7 +2,7 @@
 # Main container: the database server with the config init-mysql wrote. It
 # always boots read-only; only the sidecar or the orchestrator promotes it.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ -d $DATA_DIR ]] || die "no data directory: the init containers did not complete"

@@ -14,7 +14,7 @@
 # After that the sidecar never promotes: switchover and failover are the
 # orchestrator's, so a fenced old primary cannot unfence itself.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apply_clone_gtid() {
@@ -177,15 +177,23 @@ trap '[[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null; exit 0' TERM INT
 wait_for_server 600 || die "the server did not answer within 600s"
 until apply_clone_gtid; do sleep 2; done
 serve_clones
-
-if [[ -e $QUARANTINE_FILE ]]; then
-  log "quarantined earlier ($(cat "$QUARANTINE_FILE")); staying fenced"
-else
+# Settle the role once per server start: at pod start, and again whenever the
+# server restarted under us (a crash or a liveness kill), since it boots fenced.
+settle() {
+  if [[ -e $QUARANTINE_FILE ]]; then
+    log "quarantined ($(cat "$QUARANTINE_FILE")); staying fenced"
+    return
+  fi
   until settle_role; do
-    [[ -e $QUARANTINE_FILE ]] && break
+    [[ -e $QUARANTINE_FILE ]] && return
     sleep 2
   done
-fi
+}
+
+uptime() { sql_local -N -e "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'"; }
+
+settle
+last_uptime=$(uptime 2>/dev/null || echo 0)
 
 # Keep serving clones; record whom this pod follows so a restart finds it.
 while true; do
@@ -193,12 +201,21 @@ while true; do
     log "clone listener exited; restarting it"
     serve_clones
   fi
-  if state=$(local_state 2>/dev/null); then
-    read -r ro host io _ _ _ <<<"$state"
-    if [[ $ro == 0 ]]; then
-      [[ $(recorded_primary) == "$POD_NAME" ]] || record_primary "$POD_NAME"
-    elif [[ $host != - && $io == Yes ]]; then
-      [[ $(recorded_primary) == "$(pod_of "$host")" ]] || record_primary "$(pod_of "$host")"
+  if now_uptime=$(uptime 2>/dev/null) && [[ -n $now_uptime ]]; then
+    if ((now_uptime < last_uptime)); then
+      log "the server restarted; settling the role again"
+      until apply_clone_gtid; do sleep 2; done
+      settle
+      now_uptime=$(uptime 2>/dev/null || echo 0)
+    fi
+    last_uptime=$now_uptime
+    if state=$(local_state 2>/dev/null); then
+      read -r ro host io _ _ _ <<<"$state"
+      if [[ $ro == 0 ]]; then
+        [[ $(recorded_primary) == "$POD_NAME" ]] || record_primary "$POD_NAME"
+      elif [[ $host != - && $io == Yes ]]; then
+        [[ $(recorded_primary) == "$(pod_of "$host")" ]] || record_primary "$(pod_of "$host")"
+      fi
     fi
   fi
   sleep 2 &

@@ -126,7 +126,8 @@ class LocalPlatform:
         values = self.values()
         dns = self._dns(values)
         wanted = {f"{self.name}-{i}" for i in range(values["replicas"])}
-        present = {p.name for p in self.layout.existing_pods()}
+        # Pods beyond `replicas` show only while they still run; their data alone is like a PVC.
+        present = {p.name for p in self.layout.existing_pods() if self._supervisor(p.name)}
         out = []
         for name in sorted(wanted | present, key=lambda n: int(n.rsplit("-", 1)[1])):
             pod = self.layout.pod(name)

@@ -1,0 +1,335 @@
+"""Real MariaDB servers on the local runtime: bootstrap, DNS, restarts, scaling,
+interrupted clones and tricky passwords. Every cluster is destroyed afterwards,
+also when a test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from mysqlsts.platform.local import procs
+from mysqlsts.platform.local.runtime import LocalPlatform
+
+pytestmark = [
+    pytest.mark.servers,
+    pytest.mark.skipif(shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
+                       reason="MariaDB is not installed (scripts/install-deps.sh installs it)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the local runtime needs root"),
+]
+
+TRICKY = {
+    "rootPassword": "r'o\"o t$HOME`id`\\n#1",
+    "replicationPassword": "re pl'; DROP TABLE x; --\\",
+    "operatorPassword": "op`$(whoami)` \"quoted\" 'single'",
+    "cloneSecret": "cl$one\\\\secret with spaces#",
+}
+
+
+def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MYSQLSTS_HOME": str(state)}
+    env.pop("KUBECONFIG", None)
+    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+class LocalCluster:
+    def __init__(self, state: Path, name: str):
+        self.state = state
+        self.name = name
+        self.platform = LocalPlatform(state, name)
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return cli(self.state, *args, "--name", self.name, timeout=timeout)
+
+    def verify(self) -> dict:
+        result = self.run("verify", "-o", "json")
+        report = json.loads(result.stdout)
+        assert result.returncode == (0 if report["healthy"] else 1)
+        return report
+
+    def status(self) -> dict:
+        return json.loads(ok(self.run("status", "-o", "json")).stdout)
+
+    def passwords(self) -> dict:
+        return json.loads((self.state / self.name / "secret.json").read_text())
+
+    def connect(self, host: str, database: str | None = None):
+        self.platform.enter_network()  # resolve through the cluster's DNS, like a pod
+        return pymysql.connect(host=host, port=3306, user="root", password=self.passwords()["rootPassword"],
+                               database=database, autocommit=True, connect_timeout=5)
+
+    def fqdn(self, pod: str) -> str:
+        return f"{pod}.{self.name}.default.svc.cluster.local"
+
+    def server_pid(self, pod: str) -> int:
+        status = json.loads((self.state / self.name / "pods" / pod / "status.json").read_text())
+        return status["containers"]["mysql"]["pid"]
+
+    def teardown(self) -> None:
+        if self.platform.layout.values_file.is_file():
+            cli(self.state, "destroy", "--name", self.name, "--delete-data", timeout=120)
+        for pid_file in (self.state / self.name).glob("pods/*/supervisor.pid"):  # belt and braces
+            pid = procs.read_pid(pid_file)
+            if pid and procs.group_alive(pid):
+                procs.stop_group(pid, grace=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql")
+    try:
+        result = c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
+                       "-o", "json", "--timeout", "180")
+        ok(result)
+        c.bootstrap_report = json.loads(result.stdout)
+        yield c
+    finally:
+        c.teardown()
+
+
+def wait_healthy(c: LocalCluster, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        report = c.verify()
+        if report["healthy"] or time.monotonic() > deadline:
+            return report
+        time.sleep(1)
+
+
+def test_bootstrap_three_pods_is_verified(cluster):
+    report = cluster.bootstrap_report
+    assert report["healthy"] is True
+    names = [c["name"] for c in report["checks"]]
+    for pod in ("mysql-0", "mysql-1", "mysql-2"):
+        assert f"dns {cluster.fqdn(pod)}" in names
+        assert f"canary row on {pod}" in " ".join(names) or pod == "mysql-0"
+    status = cluster.status()
+    roles = {p["pod"]: p["role"] for p in status["pods"]}
+    assert roles == {"mysql-0": "primary", "mysql-1": "replica", "mysql-2": "replica"}
+    for pod in status["pods"]:
+        assert pod["address"].startswith("127.")
+        assert pod["read_only"] is (pod["role"] == "replica")
+        if pod["role"] == "replica":
+            assert pod["source"] == "mysql-0" and pod["io_thread"] == "Yes" and pod["sql_thread"] == "Yes"
+
+
+def test_verify_json_is_the_only_thing_on_stdout(cluster):
+    result = cluster.run("verify", "-o", "json")
+    assert result.returncode == 0
+    json.loads(result.stdout)
+    assert "target: local" in result.stderr
+
+
+def test_writes_on_the_primary_read_back_from_every_replica_through_pod_dns(cluster):
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute("REPLACE INTO app.t VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+    for pod in ("mysql-1", "mysql-2"):
+        for short in (cluster.fqdn(pod), f"{pod}.mysql"):  # full name and the search-domain short form
+            deadline = time.monotonic() + 10
+            rows = ()
+            while time.monotonic() < deadline:
+                with cluster.connect(short) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT id, v FROM app.t ORDER BY id")
+                    rows = cur.fetchall()
+                if len(rows) == 3:
+                    break
+                time.sleep(0.1)
+            assert rows == ((1, "one"), (2, "two"), (3, "three"))
+
+
+def test_replicas_refuse_writes(cluster):
+    with cluster.connect(cluster.fqdn("mysql-1")) as conn, conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute("CREATE DATABASE should_fail")
+        assert "read-only" in str(err.value).lower() or "READ_ONLY" in str(err.value)
+
+
+def test_rerunning_bootstrap_changes_nothing(cluster):
+    before = {p["pod"]: p["address"] for p in cluster.status()["pods"]}
+    pids = {pod: cluster.server_pid(pod) for pod in before}
+    result = ok(cluster.run("bootstrap", "--target", "local"))
+    assert "nothing to change" in result.stderr
+    assert {p["pod"]: p["address"] for p in cluster.status()["pods"]} == before
+    assert {pod: cluster.server_pid(pod) for pod in before} == pids
+
+
+def test_restarted_replica_keeps_its_data_and_rejoins_at_a_new_address(cluster):
+    before = {p["pod"]: p["address"] for p in cluster.status()["pods"]}
+    ok(cluster.run("restart-pod", "mysql-1"))
+    after = {p["pod"]: p for p in cluster.status()["pods"]}
+    assert after["mysql-1"]["address"] != before["mysql-1"]
+    assert after["mysql-1"]["role"] == "replica"
+    with cluster.connect(cluster.fqdn("mysql-1")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM app.t")
+        assert cur.fetchone()[0] == 3
+    assert wait_healthy(cluster)["healthy"]
+
+
+def test_restarted_primary_comes_back_as_primary_with_its_data(cluster):
+    ok(cluster.run("restart-pod", "mysql-0"))
+    roles = {p["pod"]: p["role"] for p in cluster.status()["pods"]}
+    assert roles["mysql-0"] == "primary"
+    report = wait_healthy(cluster)
+    assert report["healthy"], report
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO app.t VALUES (4, 'four')")
+        cur.execute("SELECT COUNT(*) FROM app.t")
+        assert cur.fetchone()[0] == 4
+
+
+def test_externally_killed_server_is_restarted_and_rejoins(cluster):
+    for pod in ("mysql-2", "mysql-0"):
+        old = cluster.server_pid(pod)
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if cluster.server_pid(pod) != old:
+                    break
+            except (KeyError, json.JSONDecodeError):
+                pass
+            time.sleep(0.2)
+        report = wait_healthy(cluster)
+        assert report["healthy"], report
+    roles = {p["pod"]: p["role"] for p in cluster.status()["pods"]}
+    assert roles["mysql-0"] == "primary"
+
+
+def test_scale_out_to_five_then_in_to_two(cluster):
+    ok(cluster.run("scale", "--replicas", "5"))
+    status = cluster.status()
+    assert [p["pod"] for p in status["pods"]] == [f"mysql-{i}" for i in range(5)]
+    assert sum(p["role"] == "replica" for p in status["pods"]) == 4
+    with cluster.connect(cluster.fqdn("mysql-4")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM app.t")
+        assert cur.fetchone()[0] == 4
+    ok(cluster.run("scale", "--replicas", "2"))
+    status = cluster.status()
+    assert [p["pod"] for p in status["pods"] if p["running"]] == ["mysql-0", "mysql-1"]
+    pods_dir = cluster.state / "mysql" / "pods"
+    for kept in ("mysql-2", "mysql-3", "mysql-4"):  # like PVCs: kept unless --delete-data
+        assert (pods_dir / kept / "pv" / "data").is_dir()
+    assert cluster.verify()["healthy"]
+    ok(cluster.run("scale", "--replicas", "3"))  # back, reusing mysql-2's data
+    assert wait_healthy(cluster)["healthy"]
+
+
+def test_interrupted_clone_leaves_nothing_and_a_retry_starts_clean(cluster):
+    # Enough data that the clone takes a moment.
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS app.big (id INT AUTO_INCREMENT PRIMARY KEY, pad CHAR(255))")
+        cur.execute("INSERT INTO app.big (pad) VALUES (REPEAT('x', 255))")
+        for _ in range(18):
+            cur.execute("INSERT INTO app.big (pad) SELECT pad FROM app.big")
+    pod = cluster.platform.layout.pod("mysql-3")
+    shutil.rmtree(pod.dir, ignore_errors=True)  # a fresh ordinal
+    scale = subprocess.Popen([sys.executable, "-m", "mysqlsts", "scale", "--replicas", "4", "--name", "mysql"],
+                             env={**os.environ, "MYSQLSTS_HOME": str(cluster.state)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pod.pv / "staging").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (pod.pv / "staging").is_dir(), "the clone never started"
+        time.sleep(0.2)
+        pgid = procs.read_pid(pod.pid_file)
+        os.killpg(pgid, signal.SIGKILL)  # the node dies mid-clone
+        scale.wait(timeout=60)
+    finally:
+        if scale.poll() is None:
+            scale.kill()
+    assert not (pod.pv / "data").exists(), "an interrupted clone must never look like data"
+    ok(cluster.run("scale", "--replicas", "4"))
+    assert (pod.pv / "data").is_dir() and not (pod.pv / "staging").exists()
+    with cluster.connect(cluster.fqdn("mysql-3")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM app.big")
+        assert cur.fetchone()[0] == 2 ** 18
+    assert wait_healthy(cluster)["healthy"]
+
+
+def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):
+    layout = cluster.platform.layout
+    groups = [procs.read_pid(p.pid_file) for p in layout.existing_pods() if p.pid_file.is_file()]
+    dns_pid = procs.read_pid(layout.dns_dir / "dnsmasq.pid")
+    for pgid in [g for g in groups if g] + [dns_pid]:  # the machine goes down: everything dies at once
+        os.killpg(pgid, signal.SIGKILL)
+    for pgid in [g for g in groups if g] + [dns_pid]:
+        while procs.group_alive(pgid):
+            time.sleep(0.05)
+    report = cluster.verify()
+    assert report["healthy"] is False
+    assert any(c["name"] == "pod mysql-0 running and ready" and not c["ok"] for c in report["checks"])
+    ok(cluster.run("bootstrap", "--target", "local"))
+    report = wait_healthy(cluster)
+    assert report["healthy"], report
+    assert {p["pod"]: p["role"] for p in cluster.status()["pods"]}["mysql-0"] == "primary"
+
+
+def test_clone_port_rejects_a_wrong_secret(cluster):
+    cluster.platform.enter_network()
+    import socket
+
+    with socket.create_connection((cluster.fqdn("mysql-0"), 3307), timeout=10) as s:
+        f = s.makefile("rwb")
+        nonce = f.readline().strip()
+        assert len(nonce) == 32
+        f.write(b"0" * 64 + b" intruder\n")
+        f.flush()
+        s.settimeout(10)
+        assert s.recv(1024) == b""  # closed without a byte of backup
+    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "sidecar.log").read_text()
+    assert "rejected: wrong clone secret" in log
+
+
+def test_bad_values_are_rejected_before_anything_starts(tmp_path):
+    result = cli(tmp_path, "bootstrap", "--target", "local", "--set", "replicas=-1", "--set", "flavor=nosql")
+    assert result.returncode == 2
+    assert "replicas: must be an integer" in result.stderr and "flavor: must be one of" in result.stderr
+    assert not (tmp_path / "mysql").exists()
+
+
+def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path):
+    c = LocalCluster(tmp_path / "state", "tricky")
+    sets = [arg for k, v in TRICKY.items() for arg in ("--set", f"auth.{k}={v}")]
+    try:
+        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "2", *sets))
+        assert c.passwords() == TRICKY
+        assert c.verify()["healthy"]
+        with c.connect(c.fqdn("tricky-0")) as conn, conn.cursor() as cur:  # root logs in with its password
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone()[0] == "root@%"
+        secret_file = c.state / "tricky" / "secret.json"
+        assert secret_file.stat().st_mode & 0o777 == 0o600
+        # No process's arguments hold a password.
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                args = procs.cmdline(int(entry.name))
+                for pw in TRICKY.values():
+                    assert pw not in args, f"pid {entry.name} has a password in its arguments"
+        # No file holds one, except the secret file and the server's own replication
+        # metadata (master.info), where every MariaDB replica keeps its source credentials.
+        for path in (c.state).rglob("*"):
+            if not path.is_file() or path == secret_file or path.name == "master.info":
+                continue
+            data = path.read_bytes()
+            for pw in TRICKY.values():
+                assert pw.encode() not in data, f"{path} holds a password"
+    finally:
+        c.teardown()
+    assert not (tmp_path / "state" / "tricky" / "pods").exists()
