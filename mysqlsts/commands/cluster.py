@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from mysqlsts import output
+from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
 from mysqlsts.decisions.topology import Check
@@ -56,13 +57,18 @@ def existing(args: argparse.Namespace) -> tuple[LocalPlatform, Cluster]:
     platform = platform_for(args, name)
     values = platform.values()
     cluster = Cluster(platform, values, platform.passwords())
-    output.progress(platform.describe()) if args_json(args) else output.line(platform.describe())
+    announce(args, platform.describe())
     platform.enter_network()
     return platform, cluster
 
 
 def args_json(args: argparse.Namespace) -> bool:
     return getattr(args, "output", "table") == "json"
+
+
+def announce(args: argparse.Namespace, text: str) -> None:
+    """The first line of output names target and cluster; with -o json it goes to stderr."""
+    (output.progress if args_json(args) else output.line)(text)
 
 
 def print_checks(checks: list[Check], args: argparse.Namespace, extra: dict | None = None) -> int:
@@ -91,9 +97,10 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
     if platform.exists() and not args.values_files and not args.sets and args.replicas is None:
         stored = platform.values()  # re-running plain bootstrap keeps the cluster's own values
         values = {**stored, "auth": values["auth"]}
-    (output.progress if args_json(args) else output.line)(platform.describe())
+    announce(args, platform.describe())
     with platform.lock():
-        _, passwords, objects = prepare_for(args, values, platform)
+        passwords, _ = secrets.resolve(values["auth"], platform.layout.secret_file)
+        objects = render(values, passwords)
         changes = platform.apply(values, passwords, objects)
         cluster = Cluster(platform, values, passwords)
         platform.enter_network()
@@ -104,14 +111,6 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
             output.progress(change)
         checks = cluster.verify()
     return print_checks(checks, args, {"cluster": values["name"], "target": platform.target, "started": started})
-
-
-def prepare_for(args: argparse.Namespace, values: dict, platform: LocalPlatform):
-    """Passwords: values, else the cluster's stored ones, else generated (see docs/secrets.md)."""
-    from mysqlsts.chart import secrets
-
-    passwords, _ = secrets.resolve(values["auth"], platform.layout.secret_file)
-    return values, passwords, render(values, passwords)
 
 
 def status_cmd(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from mysqlsts.output import progress
 from mysqlsts.platform.base import Platform, PodInfo
 
 CANARY_TABLE = "mysqlsts.canary"
+PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
 
 
 def resolve(name: str) -> str | None:
@@ -216,11 +217,8 @@ class Cluster:
         self.platform.start_pod(name)
         deadline = time.monotonic() + timeout
         self.wait_ready([name], deadline)
-        time.sleep(self.readiness_period())  # let the others' probes see the pod's new address
+        time.sleep(PROBE_SETTLE_SECONDS)  # let the other pods' readiness probes see the new address
         self.settle(deadline)
-
-    def readiness_period(self) -> float:
-        return 2.5
 
 
 def pods_summary(pods: list[PodInfo]) -> list[dict[str, Any]]:

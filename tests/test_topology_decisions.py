@@ -1,0 +1,97 @@
+"""Pure verification decisions over synthetic observations: no servers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mysqlsts.decisions.topology import PodView, observed_primary, role, verify_checks
+from mysqlsts.mysql.observe import ServerState
+
+PRIMARY = ServerState(read_only=False, super_read_only=None, gtid="0-100-9", source_host=None, io_running=None,
+                      sql_running=None, lag=None, last_error="", semi_sync_source_on=True,
+                      semi_sync_replica_on=False)
+REPLICA = ServerState(read_only=True, super_read_only=None, gtid="0-100-9",
+                      source_host="mysql-0.mysql.default.svc.cluster.local", io_running="Yes", sql_running="Yes",
+                      lag=0, last_error="", semi_sync_source_on=False, semi_sync_replica_on=True)
+
+
+def view(i: int, state: ServerState | None, **kw) -> PodView:
+    base = dict(name=f"mysql-{i}", fqdn=f"mysql-{i}.mysql.default.svc.cluster.local", address=f"127.1.1.{10 + i}",
+                resolved=f"127.1.1.{10 + i}", running=True, ready=True, state=state)
+    return PodView(**{**base, **kw})
+
+
+def healthy() -> list[PodView]:
+    return [view(0, PRIMARY), view(1, REPLICA), view(2, REPLICA)]
+
+
+def checks(views, recorded="mysql-0", resolves="127.1.1.10", semi=True):
+    return {c.name: c for c in verify_checks(views, recorded, "mysql-primary.default.svc.cluster.local", resolves,
+                                             max_lag=10, semi_sync=semi)}
+
+
+def failing(views, **kw) -> set[str]:
+    return {name for name, c in checks(views, **kw).items() if not c.ok}
+
+
+def test_a_healthy_topology_passes_every_check():
+    assert failing(healthy()) == set()
+    assert observed_primary(healthy()) == "mysql-0"
+    assert [role(v, "mysql-0") for v in healthy()] == ["primary", "replica", "replica"]
+
+
+def test_two_writable_nodes_is_split_brain():
+    views = healthy()
+    views[2] = view(2, PRIMARY)
+    bad = failing(views)
+    assert "exactly one writable node" in bad and "writable node is the recorded primary" in bad
+    assert observed_primary(views) is None
+    assert role(views[2], "mysql-0") == "writable!"
+
+
+def test_no_writable_node():
+    views = [view(0, dataclasses.replace(PRIMARY, read_only=True)), view(1, REPLICA), view(2, REPLICA)]
+    assert "exactly one writable node" in failing(views)
+
+
+def test_writable_node_must_be_the_recorded_primary():
+    assert "writable node is the recorded primary" in failing(healthy(), recorded="mysql-1")
+
+
+def test_stale_dns_is_caught():
+    views = healthy()
+    views[1] = view(1, REPLICA, resolved="127.1.1.99")
+    assert failing(views) == {"dns mysql-1.mysql.default.svc.cluster.local"}
+    assert "primary name mysql-primary.default.svc.cluster.local" in failing(healthy(), resolves="127.1.1.11")
+
+
+def test_replica_problems_each_fail_the_replica_check():
+    name = "replica mysql-1 replicates from the primary"
+    for broken in (dict(io_running="Connecting"), dict(sql_running="No"), dict(lag=11), dict(lag=None),
+                   dict(last_error="Duplicate entry"), dict(source_host="mysql-2.mysql.default.svc.cluster.local"),
+                   dict(source_host=None), dict(semi_sync_replica_on=False)):
+        views = healthy()
+        views[1] = view(1, dataclasses.replace(REPLICA, **broken))
+        assert failing(views) == {name}, broken
+
+
+def test_semi_sync_fallback_to_async_is_reported():
+    views = healthy()
+    views[0] = view(0, dataclasses.replace(PRIMARY, semi_sync_source_on=False))
+    assert failing(views) == {"semi-sync active on the primary"}
+    assert failing(views, semi=False) == set()  # a one-pod cluster is async by design
+
+
+def test_unreachable_and_stopped_pods_fail():
+    views = healthy()
+    views[2] = view(2, None, running=False, ready=False, address=None, resolved=None)
+    bad = failing(views)
+    assert {"pod mysql-2 running and ready", "replica mysql-2 replicates from the primary",
+            "dns mysql-2.mysql.default.svc.cluster.local"} <= bad
+
+
+def test_quarantined_pod_is_reported():
+    views = healthy()
+    views[1] = view(1, REPLICA, quarantined=True)
+    assert "replica mysql-1 replicates from the primary" in failing(views)
+    assert role(views[1], "mysql-0") == "quarantined"
