@@ -58,7 +58,7 @@ class Cluster:
                     error = str(e.args[-1]) if e.args else str(e)
             views.append(PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                                  running=pod.running, ready=pod.ready, state=state, error=error,
-                                 quarantined=getattr(pod, "quarantined", False)))
+                                 quarantined=pod.quarantined))
         return views
 
     def status(self) -> list[dict[str, Any]]:

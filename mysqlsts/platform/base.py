@@ -22,6 +22,7 @@ class PodInfo:
     phase: str
     restarts: int
     has_data: bool
+    quarantined: bool = False  # holds errant transactions; out of service until re-cloned
 
 
 class Platform(Protocol):

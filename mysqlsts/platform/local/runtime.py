@@ -128,6 +128,7 @@ class LocalPlatform:
         wanted = {f"{self.name}-{i}" for i in range(values["replicas"])}
         # Pods beyond `replicas` show only while they still run; their data alone is like a PVC.
         present = {p.name for p in self.layout.existing_pods() if self._supervisor(p.name)}
+        addresses = self._cluster()["addresses"]
         out = []
         for name in sorted(wanted | present, key=lambda n: int(n.rsplit("-", 1)[1])):
             pod = self.layout.pod(name)
@@ -135,11 +136,11 @@ class LocalPlatform:
             running = self._supervisor(name) is not None
             out.append(PodInfo(
                 name=name, ordinal=pod.ordinal, fqdn=dns.fqdn(name),
-                address=self._cluster()["addresses"].get(name) if running else None,
+                address=addresses.get(name) if running else None,
                 running=running, ready=running and bool(status.get("ready")),
                 phase=status.get("phase", "Pending") if running else ("Stopped" if status else "Absent"),
                 restarts=sum(c.get("restarts", 0) for c in status.get("containers", {}).values()),
-                has_data=(pod.pv / "data").is_dir()))
+                has_data=(pod.pv / "data").is_dir(), quarantined=(pod.pv / "quarantined").exists()))
         return out
 
     def _supervisor(self, name: str) -> int | None:
