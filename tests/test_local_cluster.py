@@ -169,7 +169,17 @@ def test_rerunning_bootstrap_changes_nothing(cluster):
     assert {pod: cluster.server_pid(pod) for pod in before} == pids
 
 
+def app_rows(cluster) -> int:
+    """Rows in app.t on the primary (created when a test runs alone)."""
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute("SELECT COUNT(*) FROM app.t")
+        return cur.fetchone()[0]
+
+
 def test_restarted_replica_keeps_its_data_and_rejoins_at_a_new_address(cluster):
+    rows = app_rows(cluster)
     before = {p["pod"]: p["address"] for p in cluster.status()["pods"]}
     ok(cluster.run("restart-pod", "mysql-1"))
     after = {p["pod"]: p for p in cluster.status()["pods"]}
@@ -177,11 +187,12 @@ def test_restarted_replica_keeps_its_data_and_rejoins_at_a_new_address(cluster):
     assert after["mysql-1"]["role"] == "replica"
     with cluster.connect(cluster.fqdn("mysql-1")) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM app.t")
-        assert cur.fetchone()[0] == 3
+        assert cur.fetchone()[0] == rows
     assert wait_healthy(cluster)["healthy"]
 
 
 def test_restarted_primary_comes_back_as_primary_with_its_data(cluster):
+    rows = app_rows(cluster)
     ok(cluster.run("restart-pod", "mysql-0"))
     roles = {p["pod"]: p["role"] for p in cluster.status()["pods"]}
     assert roles["mysql-0"] == "primary"
@@ -190,7 +201,7 @@ def test_restarted_primary_comes_back_as_primary_with_its_data(cluster):
     with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO app.t VALUES (4, 'four')")
         cur.execute("SELECT COUNT(*) FROM app.t")
-        assert cur.fetchone()[0] == 4
+        assert cur.fetchone()[0] == rows + 1
 
 
 def test_externally_killed_server_is_restarted_and_rejoins(cluster):
@@ -212,13 +223,14 @@ def test_externally_killed_server_is_restarted_and_rejoins(cluster):
 
 
 def test_scale_out_to_five_then_in_to_two(cluster):
+    rows = app_rows(cluster)
     ok(cluster.run("scale", "--replicas", "5"))
     status = cluster.status()
     assert [p["pod"] for p in status["pods"]] == [f"mysql-{i}" for i in range(5)]
     assert sum(p["role"] == "replica" for p in status["pods"]) == 4
     with cluster.connect(cluster.fqdn("mysql-4")) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM app.t")
-        assert cur.fetchone()[0] == 4
+        assert cur.fetchone()[0] == rows
     ok(cluster.run("scale", "--replicas", "2"))
     status = cluster.status()
     assert [p["pod"] for p in status["pods"] if p["running"]] == ["mysql-0", "mysql-1"]
