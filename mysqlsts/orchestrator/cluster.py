@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 import pymysql
@@ -20,7 +19,7 @@ from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of
 from mysqlsts.errors import OperationFailed
 from mysqlsts.mysql.observe import connect, observe
 from mysqlsts.output import progress
-from mysqlsts.platform.base import Platform, PodInfo
+from mysqlsts.platform.base import Platform
 
 CANARY_TABLE = "mysqlsts.canary"
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
@@ -219,7 +218,3 @@ class Cluster:
         self.wait_ready([name], deadline)
         time.sleep(PROBE_SETTLE_SECONDS)  # let the other pods' readiness probes see the new address
         self.settle(deadline)
-
-
-def pods_summary(pods: list[PodInfo]) -> list[dict[str, Any]]:
-    return [asdict(p) for p in pods]

@@ -250,11 +250,6 @@ class LocalPlatform:
             cluster["addresses"] = {}
             self._save_cluster(cluster)
 
-    def wait_stopped(self, name: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self._supervisor(name) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
 
 def _without_auth(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "auth": {k: "" for k in values["auth"]}}

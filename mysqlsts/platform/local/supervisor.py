@@ -39,6 +39,9 @@ class Pod:
         self.sts = next(o for o in objects if o["kind"] == "StatefulSet")
         self.configmap = next(o for o in objects if o["kind"] == "ConfigMap")
         self.spec = self.sts["spec"]["template"]["spec"]
+        # Like env from a Secret: read once at pod start, not at every probe.
+        secret = read_json(layout.secret_file)
+        self.secret_by_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items()}
         self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
         self.stopping = False
         self.procs: dict[str, subprocess.Popen] = {}
@@ -58,15 +61,13 @@ class Pod:
             target.write_text(self.configmap["data"][item["key"]])
 
     def env(self, container: dict[str, Any]) -> dict[str, str]:
-        secret = read_json(self.layout.secret_file)
-        by_data_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items()}
         env = {k: os.environ[k] for k in ("LANG", "HOME") if k in os.environ}
         env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin"
         for var in container.get("env", []):
             if "value" in var:
                 env[var["name"]] = var["value"]
             elif "secretKeyRef" in var["valueFrom"]:
-                env[var["name"]] = by_data_key[var["valueFrom"]["secretKeyRef"]["key"]]
+                env[var["name"]] = self.secret_by_key[var["valueFrom"]["secretKeyRef"]["key"]]
             elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[var["name"]] = self.pod.name
         local_paths = {"MYSQLSTS_HOME_DIR": self.pod.home, "CONF_DIR": self.pod.conf, "PV_DIR": self.pod.pv,
