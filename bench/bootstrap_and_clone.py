@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,21 +110,31 @@ def raw_copy(src: Path, work: Path) -> float:
     return elapsed
 
 
+def fmt(seconds: list[float]) -> str:
+    return "[" + ", ".join(f"{s:.2f}" for s in seconds) + "]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4", help="dataset sizes in GiB, comma separated")
+    parser.add_argument("--runs", type=int, default=3, help="bootstrap and floor runs, alternated; medians compared")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mysqlsts-bench-"))
     state = work / "state"
     platform = LocalPlatform(state, "mysql")
     try:
-        floor = bare_servers(work, 3)
-        started = time.monotonic()
-        cli(state, "bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3")
-        boot = time.monotonic() - started
-        print(f"bootstrap 3 pods: {boot:.2f}s; 3 bare servers: {floor:.2f}s; ratio {boot / floor:.2f}x "
-              f"(target <= 1.3x)")
+        floors, boots = [], []
+        for run in range(args.runs):
+            if run:
+                cli(state, "destroy", "--delete-data")
+            floors.append(bare_servers(work / f"run{run}", 3))
+            started = time.monotonic()
+            cli(state, "bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3")
+            boots.append(time.monotonic() - started)
+        boot, floor = statistics.median(boots), statistics.median(floors)
+        print(f"bootstrap 3 pods: median {boot:.2f}s of {fmt(boots)}; 3 bare servers: median {floor:.2f}s of "
+              f"{fmt(floors)}; ratio {boot / floor:.2f}x (target <= 1.3x)")
         replicas = 3
         clone_times = {}
         for gib in sizes:

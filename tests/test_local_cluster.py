@@ -275,6 +275,31 @@ def test_interrupted_clone_leaves_nothing_and_a_retry_starts_clean(cluster):
     assert wait_healthy(cluster)["healthy"]
 
 
+def test_clone_onto_a_full_disk_fails_cleanly_and_succeeds_once_there_is_room(cluster):
+    # Runs after the interrupted-clone test: app.big makes the data set ~90 MiB.
+    pod = cluster.platform.layout.pod("mysql-4")
+    shutil.rmtree(pod.dir, ignore_errors=True)
+    pod.pv.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(pod.pv)], check=True)  # a small PV
+    try:
+        result = cluster.run("scale", "--replicas", "5", "--timeout", "20")
+        assert result.returncode == 1, result.stderr
+        assert "mysql-4" in result.stderr
+        log = pod.log("clone-mysql").read_text()
+        assert "No space left on device" in log or "failed" in log, log[-2000:]
+        assert not (pod.pv / "data").exists(), "a clone that ran out of space must never look like data"
+        ok(cluster.run("scale", "--replicas", "4"))  # stop the pod before its PV goes away
+    finally:
+        cluster.platform.stop_pod("mysql-4")
+        subprocess.run(["umount", str(pod.pv)], check=False)
+    ok(cluster.run("scale", "--replicas", "5"))  # room now: the retry starts clean and completes
+    assert (pod.pv / "data").is_dir() and not (pod.pv / "staging").exists()
+    with cluster.connect(cluster.fqdn("mysql-4")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM app.big")
+        assert cur.fetchone()[0] == 2 ** 18
+    ok(cluster.run("scale", "--replicas", "4", "--delete-data"))
+
+
 def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):
     layout = cluster.platform.layout
     groups = [procs.read_pid(p.pid_file) for p in layout.existing_pods() if p.pid_file.is_file()]

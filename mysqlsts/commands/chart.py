@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mysqlsts.chart import kubeschema, secrets
 from mysqlsts.chart import render as chart_render
+from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import Obj
 from mysqlsts.errors import BadInput
@@ -41,6 +41,8 @@ def render_cmd(args: argparse.Namespace) -> int:
 def validate_cmd(args: argparse.Namespace) -> int:
     values, _, objects = prepare(args, persist=False)
     versions = chart_values.kubernetes_versions(values)
+    from mysqlsts.chart import kubeschema  # the bundled API schemas load slowly; only validate needs them
+
     problems = kubeschema.problems(objects, versions)
     if problems:
         raise BadInput(problems)

@@ -29,10 +29,11 @@ class ServerState:
         return not self.read_only
 
 
-def connect(host: str, port: int, password: str, timeout: float = 3.0, database: str | None = None):
+def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
+            database: str | None = None):
     return pymysql.connect(host=host, port=port, user=OPERATOR_USER, password=password, database=database,
                            connect_timeout=timeout, read_timeout=timeout + 2, write_timeout=timeout + 2,
-                           autocommit=True)
+                           autocommit=True, ssl_disabled=not flavor.client_tls)
 
 
 def observe(conn, flavor: Flavor) -> ServerState:

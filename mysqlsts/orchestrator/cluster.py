@@ -41,7 +41,7 @@ class Cluster:
         self.port = values["mysql"]["port"]
 
     def connect(self, host: str, timeout: float = 3.0):
-        return connect(host, self.port, self.passwords["operatorPassword"], timeout=timeout)
+        return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout)
 
     # -- observation -----------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class Cluster:
                     lines.extend(self.platform.diagnose(name))
                 raise OperationFailed(lines)
             if pending:
-                time.sleep(0.3)
+                time.sleep(0.05)
 
     def converge(self, timeout: float) -> list[str]:
         """Bring every wanted pod up. Pods that hold data start together (after a reboot the

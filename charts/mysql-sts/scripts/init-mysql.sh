@@ -48,54 +48,43 @@ if [[ -n $peers ]]; then
 fi
 
 log "no data and no peers: initializing the first primary"
-mkdir -p "$STAGING_DIR"
-os_user=$(id -un)
-if [[ $FLAVOR == mysql ]]; then
-  "$SERVER_BIN" --no-defaults --initialize-insecure --datadir="$STAGING_DIR" --user="$os_user" >&2
-  admin_user=root
-else
-  mariadb-install-db --no-defaults --datadir="$STAGING_DIR" --user="$os_user" --skip-test-db \
-    --auth-root-authentication-method=socket >/dev/null
-  admin_user=$os_user # unix_socket account of the OS user running the server
-fi
 
-init_socket=$RUN_DIR/init.sock
-unfenced=(--read-only=OFF)
-[[ $FLAVOR == mysql ]] && unfenced+=(--super-read-only=OFF)
-"$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" --datadir="$STAGING_DIR" --skip-networking \
-  --socket="$init_socket" --pid-file="$RUN_DIR/init.pid" "${unfenced[@]}" >&2 &
-server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null || true' EXIT
-admin() { "$CLIENT_BIN" --no-defaults --user="$admin_user" --socket="$init_socket" -N -B "$@"; }
-for _ in $(seq 1 120); do
-  admin -e 'SELECT 1' >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || die "the server exited while initializing"
-  sleep 0.5
-done
-admin -e 'SELECT 1' >/dev/null || die "the server did not come up to initialize"
-
-# Accounts, from the Secret. SQL goes through stdin: no password in argv.
-{
+# Accounts, from the Secret, run by the server's own bootstrap: no temporary
+# server, and the SQL reaches it through a pipe, never argv or a file.
+accounts_sql() {
   echo "SET sql_log_bin = 0;"
+  if [[ $FLAVOR == mariadb ]]; then
+    echo "FLUSH PRIVILEGES;" # bootstrap mode starts with the grant tables unloaded
+  else
+    echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_quote "$MYSQLSTS_ROOT_PASSWORD");"
+  fi
   echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_ROOT_PASSWORD");"
   echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
   echo "CREATE USER '$OPERATOR_USER'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_OPERATOR_PASSWORD");"
   echo "GRANT ALL PRIVILEGES ON *.* TO '$OPERATOR_USER'@'%';"
   echo "CREATE USER '$REPLICATION_USER'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD");"
   echo "GRANT REPLICATION SLAVE ON *.* TO '$REPLICATION_USER'@'%';"
-} | quietly admin || die "creating the accounts failed"
-if [[ $FLAVOR == mariadb ]]; then
-  # read_only is MariaDB's fence. Only the operator account keeps READ_ONLY ADMIN,
-  # which it needs to move the fence; root and every other account lose it.
-  admin -e "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.global_priv
-            WHERE User NOT IN ('', 'PUBLIC', 'mariadb.sys', '$OPERATOR_USER')" |
-    while read -r account; do
-      admin --force -e "REVOKE READ_ONLY ADMIN ON *.* FROM $account" 2>/dev/null || true
-    done
+  if [[ $FLAVOR == mariadb ]]; then
+    # read_only is MariaDB's fence. Only the operator account keeps READ_ONLY
+    # ADMIN, which it needs to move the fence; every other account loses it.
+    echo "SELECT CONCAT('REVOKE READ_ONLY ADMIN ON *.* FROM ', GROUP_CONCAT(CONCAT(QUOTE(User), '@', QUOTE(Host))))" \
+      "INTO @revoke FROM mysql.global_priv WHERE User NOT IN ('', 'PUBLIC', 'mariadb.sys', '$OPERATOR_USER');"
+    echo "PREPARE revoke_fence_admin FROM @revoke;"
+    echo "EXECUTE revoke_fence_admin;"
+  fi
+}
+
+mkdir -p "$STAGING_DIR"
+os_user=$(id -un)
+if [[ $FLAVOR == mysql ]]; then
+  quietly "$SERVER_BIN" --no-defaults --initialize-insecure --datadir="$STAGING_DIR" --user="$os_user" \
+    --init-file=<(accounts_sql) || die "initializing the data directory failed"
+else
+  mariadb-install-db --no-defaults --datadir="$STAGING_DIR" --user="$os_user" --skip-test-db \
+    --auth-root-authentication-method=socket >/dev/null || die "mariadb-install-db failed"
+  accounts_sql | quietly "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" --bootstrap --datadir="$STAGING_DIR" \
+    --read-only=OFF || die "creating the accounts failed"
 fi
-admin -e 'SHUTDOWN'
-wait "$server_pid" || true
-trap - EXIT
 
 record_primary "$POD_NAME"
 mv "$STAGING_DIR" "$DATA_DIR"

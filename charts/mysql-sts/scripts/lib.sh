@@ -33,7 +33,7 @@ case $FLAVOR in
   *) echo "unknown FLAVOR $FLAVOR" >&2; exit 1 ;;
 esac
 
-log() { printf '%s %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$POD_NAME" "${0##*/}" "$*" >&2; }
+log() { printf '%s %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$POD_NAME" "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 pod_fqdn() { printf '%s.%s.%s.svc.%s' "$1" "$HEADLESS_SERVICE" "$POD_NAMESPACE" "$CLUSTER_DOMAIN"; }
@@ -43,7 +43,13 @@ SELF_FQDN=$(pod_fqdn "$POD_NAME")
 pod_of() { printf '%s' "${1%%.*}"; }
 
 # A string as an SQL literal (default sql_mode: backslash escapes on).
-sql_quote() { local s=${1//\\/\\\\}; s=${s//\'/\\\'}; printf "'%s'" "$s"; }
+sql_quote() {
+  local s=${1//\\/\\\\}
+  s=${s//\'/\\\'}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\r'/\\r}
+  printf "'%s'" "$s"
+}
 
 # A string as an option-file value: quoted, so spaces and '#' survive.
 cnf_quote() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
@@ -81,7 +87,7 @@ redact() {
 quietly() {
   local err
   if ! err=$("$@" 2>&1 >/dev/null); then
-    redact "$(grep -E '^ERROR' <<<"$err" || echo "ERROR (no message)")" >&2
+    redact "$(grep -E 'ERROR' <<<"$err" || echo "ERROR (no message)")" >&2
     return 1
   fi
 }
@@ -92,7 +98,7 @@ wait_for_server() {
   local deadline=$((SECONDS + ${1:-300}))
   until server_alive; do
     ((SECONDS < deadline)) || return 1
-    sleep 0.5
+    sleep 0.1
   done
 }
 

@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# Probes: startup and liveness ask whether the server answers; readiness asks
-# whether the pod can serve its role: the primary is writable, a replica
-# replicates with both threads running and lag within MAX_LAG_SECONDS.
+# Probes: liveness asks whether the server answers; readiness asks whether the
+# pod can serve its role: the primary is writable, a replica replicates with
+# both threads running and lag within MAX_LAG_SECONDS. The startup probe
+# passes once the server answers; it waits a little within one probe, first
+# for the server and then for the sidecar to settle the role, so a starting
+# pod turns ready without waiting out another probe period.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# Why the pod cannot serve its role, or nothing when it can.
+# Fails only when the server does not answer.
+not_ready() {
+  local state ro host io sq lag
+  state=$(local_state) || return 1
+  read -r ro host io sq lag _ <<<"$state"
+  if [[ -e $QUARANTINE_FILE ]]; then echo "quarantined: errant transactions"
+  elif [[ $ro == 0 ]]; then :
+  elif [[ $host == - ]]; then echo "read-only and not replicating"
+  elif [[ $io != Yes || $sq != Yes ]]; then echo "replication threads: io=$io sql=$sq"
+  elif [[ $lag == - ]] || ((lag > MAX_LAG_SECONDS)); then echo "lag ${lag}s exceeds ${MAX_LAG_SECONDS}s"
+  fi
+  return 0
+}
+
+# Poll a command every 0.1 s for up to $1 seconds.
+within() {
+  local tries=$(($1 * 10)); shift
+  until "$@"; do
+    ((--tries > 0)) || return 1
+    sleep 0.1
+  done
+}
+
+ready() { local reason; reason=$(not_ready 2>/dev/null) && [[ -z $reason ]]; }
+
 case ${1:-} in
-  startup | liveness)
+  startup)
+    within 3 server_alive || die "server does not answer"
+    within 1 ready || true
+    ;;
+  liveness)
     server_alive || die "server does not answer"
     ;;
   readiness)
-    read -r ro host io sq lag _gtid <<<"$(local_state)"
-    [[ ! -e $QUARANTINE_FILE ]] || die "quarantined: errant transactions"
-    [[ $ro == 0 ]] && exit 0
-    [[ $host != - ]] || die "read-only and not replicating"
-    [[ $io == Yes && $sq == Yes ]] || die "replication threads: io=$io sql=$sq"
-    if [[ $lag == - ]] || ((lag > MAX_LAG_SECONDS)); then die "lag ${lag}s exceeds ${MAX_LAG_SECONDS}s"; fi
+    reason=$(not_ready) || die "server does not answer"
+    [[ -z $reason ]] || die "$reason"
     ;;
   *)
     die "usage: probe.sh startup|liveness|readiness"

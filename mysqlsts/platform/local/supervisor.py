@@ -13,6 +13,7 @@ commands are the chart's own scripts, taken from the ConfigMap.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import signal
 import subprocess
@@ -21,13 +22,54 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mysqlsts.chart.render import POD_PATHS
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.platform.local import netns
 from mysqlsts.platform.local.layout import ClusterLayout, PodLayout
 from mysqlsts.state import read_json, write_json
 
 MAX_BACKOFF = 10.0
+TICK = 0.05  # how often the supervisor looks at its processes and probe schedule
+
+
+class Probes:
+    """The kubelet's probe schedule for one container: startup first, then
+    readiness and liveness at their periods, each with its thresholds.
+
+    The first readiness and liveness probes run as soon as the startup probe
+    succeeds, as the kubelet does."""
+
+    KINDS = ("startupProbe", "readinessProbe", "livenessProbe")
+
+    def __init__(self, container: dict[str, Any]):
+        self.spec = {k: container[k] for k in self.KINDS if k in container}
+        self.reset(time.monotonic())
+
+    def reset(self, now: float) -> None:
+        """A (re)started container: probing starts over, startup first."""
+        self.started = "startupProbe" not in self.spec
+        self.next = {k: now + self.spec[k].get("initialDelaySeconds", 0) for k in self.spec}
+        self.streak = {k: 0 for k in self.spec}  # >0: successes in a row, <0: failures in a row
+
+    def due(self, now: float) -> list[str]:
+        kinds = ["startupProbe"] if not self.started else ["readinessProbe", "livenessProbe"]
+        return [k for k in kinds if k in self.spec and now >= self.next[k]]
+
+    def record(self, kind: str, ok: bool, now: float) -> bool | None:
+        """The probe's verdict once a threshold is crossed, else None."""
+        spec = self.spec[kind]
+        self.next[kind] = now + spec.get("periodSeconds", 10)
+        streak = self.streak[kind]
+        self.streak[kind] = max(streak, 0) + 1 if ok else min(streak, 0) - 1
+        if ok and self.streak[kind] >= spec.get("successThreshold", 1):
+            if kind == "startupProbe":
+                self.started = True
+                self.next.update({k: now for k in ("readinessProbe", "livenessProbe") if k in self.spec})
+            return True
+        if not ok and -self.streak[kind] >= spec.get("failureThreshold", 3):
+            if kind != "readinessProbe":
+                self.streak[kind] = 0
+            return False
+        return None
 
 
 class Pod:
@@ -44,6 +86,7 @@ class Pod:
         self.secret_by_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items()}
         self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
         self.stopping = False
+        self.written: dict[str, Any] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {}
         self.status: dict[str, Any] = {"pod": pod.name, "address": address, "supervisor": os.getpid(),
@@ -77,16 +120,17 @@ class Pod:
         env["MYSQL_OS_USER"] = getpass.getuser()
         return env
 
-    def command(self, argv: list[str]) -> list[str]:
-        home = POD_PATHS["MYSQLSTS_HOME_DIR"]
+    def command(self, container: dict[str, Any], argv: list[str]) -> list[str]:
+        """Paths under the ConfigMap mount, pointed at this pod's copy of it."""
+        home = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config")
         return [str(self.pod.home) + a[len(home):] if a.startswith(home + "/") else a for a in argv]
 
     # -- containers --------------------------------------------------------------------------
 
     def spawn(self, container: dict[str, Any]) -> subprocess.Popen:
         log = self.pod.log(container["name"]).open("ab")
-        return subprocess.Popen(self.command(container["command"]), env=self.env(container), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, cwd=self.pod.tmp)
+        return subprocess.Popen(self.command(container, container["command"]), env=self.env(container),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.pod.tmp)
 
     def run_init_containers(self) -> bool:
         backoff = 1.0
@@ -126,7 +170,7 @@ class Pod:
         if not spec:
             return True
         try:
-            result = subprocess.run(self.command(spec["exec"]["command"]), env=self.env(container),
+            result = subprocess.run(self.command(container, spec["exec"]["command"]), env=self.env(container),
                                     stdin=subprocess.DEVNULL, capture_output=True,
                                     timeout=spec.get("timeoutSeconds", 5), cwd=self.pod.tmp)
         except subprocess.TimeoutExpired:
@@ -148,9 +192,7 @@ class Pod:
         for name, c in containers.items():
             self.procs[name] = self.spawn(c)
         self.set_phase("Running")
-        started_ok = False
-        failures = 0
-        next_ready = next_live = 0.0
+        probes = Probes(main)
         backoff: dict[str, float] = {}
         restart_at: dict[str, float] = {}
         while not self.stopping:
@@ -165,29 +207,24 @@ class Pod:
                                                        "restarts": self.restarts[name]}
                     self.procs.pop(name)
                     if name == main["name"]:
-                        started_ok = False
+                        probes.reset(now)
                         self.status["ready"] = False
                 if name not in self.procs and now >= restart_at.get(name, 0):
                     self.procs[name] = self.spawn(c)
+                    if name == main["name"]:
+                        probes.reset(now)
                 if name in self.procs:
                     self.status["containers"][name] = {"state": "running", "pid": self.procs[name].pid,
                                                        "restarts": self.restarts.get(name, 0)}
             if main["name"] in self.procs:
-                if not started_ok:
-                    started_ok = self.probe(main, "startupProbe")
-                else:
-                    if now >= next_ready:
-                        self.status["ready"] = self.probe(main, "readinessProbe")
-                        next_ready = now + main.get("readinessProbe", {}).get("periodSeconds", 2)
-                    if now >= next_live:
-                        live = main.get("livenessProbe", {})
-                        failures = 0 if self.probe(main, "livenessProbe") else failures + 1
-                        next_live = now + live.get("periodSeconds", 10)
-                        if failures >= live.get("failureThreshold", 3):
-                            self.procs[main["name"]].kill()  # the kubelet restarts a container that fails liveness
-                            failures = 0
+                for kind in probes.due(now):
+                    verdict = probes.record(kind, self.probe(main, kind), time.monotonic())
+                    if kind == "readinessProbe" and verdict is not None:
+                        self.status["ready"] = verdict
+                    elif verdict is False:  # startup or liveness: the kubelet restarts the container
+                        self.procs[main["name"]].kill()
             self.write_status()
-            self.sleep(0.5)
+            self.sleep(TICK)
         return self.shutdown()
 
     def shutdown(self) -> int:
@@ -212,8 +249,9 @@ class Pod:
         self.write_status()
 
     def write_status(self) -> None:
-        self.status["updated"] = time.time()
-        write_json(self.pod.status_file, self.status)
+        if self.status != self.written:
+            write_json(self.pod.status_file, self.status)
+            self.written = json.loads(json.dumps(self.status))
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
