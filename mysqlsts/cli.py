@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cluster.verify_cmd, "check the topology end to end (exit 0 healthy, 1 unhealthy)")
     _target_options(p)
     _output_option(p, ["table", "json"])
+    p.add_argument("--publish-primary", action="store_true",
+                   help="first point the primary name (role labels, DNS) at the observed primary")
 
     p = add("scale", cluster.scale_cmd, "change the number of pods")
     _target_options(p)

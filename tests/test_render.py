@@ -74,7 +74,8 @@ def test_statefulset_shape(rendered):
     assert spec["replicas"] == values["replicas"]
     assert spec["serviceName"] == values["name"]
     pod = spec["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["init-mysql", "clone-mysql"]
+    assert [c["name"] for c in pod["initContainers"]] == ["install-tools", "init-mysql", "clone-mysql"]
+    assert pod["initContainers"][0]["image"] == values["images"]["tools"]
     assert [c["name"] for c in pod["containers"]] == ["mysql", "sidecar"]
     server = pod["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -204,7 +205,20 @@ def test_passwords_are_strong_and_stable_across_renders(tmp_path):
 def test_server_ids_differ_per_ordinal_via_offset():
     _values, _, objects = build([str(DATA / "mariadb-custom.yaml")], [])
     (sts,) = by_kind(objects, "StatefulSet")
-    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["initContainers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["initContainers"][1]["env"]}
     assert env["SERVER_ID_OFFSET"] == "1000"
     init = (Path(__file__).parent.parent / "charts/mysql-sts/scripts/init-mysql.sh").read_text()
     assert "server_id = $((SERVER_ID_OFFSET + ORDINAL))" in init
+
+
+def test_mysqlsts_image_pods_are_never_selected_by_the_statefulset(rendered):
+    """Controller and drill pods must not count as database pods (selector, PDB, policies)."""
+    _, _, objects = rendered
+    (sts,) = by_kind(objects, "StatefulSet")
+    db_selector = sts["spec"]["selector"]["matchLabels"]
+    templates = [o["spec"]["template"] for o in by_kind(objects, "Deployment")]
+    templates += [o["spec"]["jobTemplate"]["spec"]["template"] for o in by_kind(objects, "CronJob")]
+    for template in templates:
+        labels = template["metadata"]["labels"]
+        assert not all(labels.get(k) == v for k, v in db_selector.items()), labels
+        assert template["spec"]["serviceAccountName"].endswith("-mysqlsts")

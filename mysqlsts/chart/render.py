@@ -31,6 +31,7 @@ POD_PATHS = {
     "PV_DIR": "/var/lib/mysqlsts",  # the PersistentVolume
     "RUN_DIR": "/run/mysqld",  # socket and pid, shared by server and sidecar
     "TMPDIR": "/tmp",
+    "TOOLS_DIR": "/usr/local/mysqlsts/bin",  # socat for the clone listener, copied from the mysqlsts image
 }
 SECRET_ENV = {
     "MYSQLSTS_ROOT_PASSWORD": "root-password",
@@ -69,6 +70,11 @@ def labels(values: Values) -> dict[str, str]:
 
 def selector(values: Values) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": values["name"]}
+
+
+def tools_selector(values: Values) -> dict[str, str]:
+    """Pods of the mysqlsts image: never matched by the StatefulSet's selector, PDB or policies."""
+    return {"app.kubernetes.io/name": "mysqlsts", "app.kubernetes.io/instance": values["name"]}
 
 
 def semi_sync_on(values: Values) -> bool:
@@ -124,9 +130,7 @@ def configmap_files(values: Values, env: jinja2.Environment | None = None) -> di
     return files
 
 
-def render(values: Values, passwords: dict[str, str]) -> list[Obj]:
-    env = _environment()
-    flavor = flavors.get(values["flavor"])
+def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment) -> dict[str, Any]:
     files = configmap_files(values, env)
     keys = {path: path.replace("/", "_") for path in files}  # ConfigMap keys cannot hold '/'
     configmap_data = {keys[p]: files[p] for p in files}
@@ -137,36 +141,55 @@ def render(values: Values, passwords: dict[str, str]) -> list[Obj]:
         {"name": "data", "mountPath": POD_PATHS["PV_DIR"]},
         {"name": "run", "mountPath": POD_PATHS["RUN_DIR"]},
         {"name": "tmp", "mountPath": POD_PATHS["TMPDIR"]},
+        {"name": "tools", "mountPath": POD_PATHS["TOOLS_DIR"]},
     ]
-    ctx = {
+    return {
         "v": values,
-        "flavor": flavor,
+        "flavor": flavors.get(values["flavor"]),
         "images": values["images"][values["flavor"]],
         "names": Names.of(values["name"]),
         "labels": labels(values),
         "selector": selector(values),
+        "tools_selector": tools_selector(values),
         "passwords": passwords,
         "configmap_data": configmap_data,
         "configmap_items": [{"key": keys[p], "path": p} for p in files],
         "config_checksum": checksum,
         "script_env": script_env(values),
         "mounts": mounts,
+        "tools_dir": POD_PATHS["TOOLS_DIR"],
         "container_security": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                "capabilities": {"drop": ["ALL"]}},
     }
+
+
+def _render_template(env: jinja2.Environment, name: str, ctx: dict[str, Any]) -> list[Obj]:
+    try:
+        text = env.get_template(name).render(ctx)
+        return [d for d in yaml.safe_load_all(text) if d]
+    except jinja2.UndefinedError as e:
+        raise BadInput(f"templates/{name}: {e.message}") from e
+    except yaml.YAMLError as e:
+        raise BadInput(f"templates/{name}: rendered invalid YAML: {e}") from e
+
+
+def render(values: Values, passwords: dict[str, str]) -> list[Obj]:
+    env = _environment()
+    ctx = _context(values, passwords, env)
     objects: list[Obj] = []
     for template in sorted((chart_dir() / "templates").glob("*.yaml.j2")):
-        try:
-            text = env.get_template(template.name).render(ctx)
-            docs = [d for d in yaml.safe_load_all(text) if d]
-        except jinja2.UndefinedError as e:
-            raise BadInput(f"templates/{template.name}: {e.message}") from e
-        except yaml.YAMLError as e:
-            raise BadInput(f"templates/{template.name}: rendered invalid YAML: {e}") from e
-        objects.extend(docs)
+        objects.extend(_render_template(env, template.name, ctx))
     objects.sort(key=lambda o: (KIND_ORDER.index(o["kind"]) if o["kind"] in KIND_ORDER else 99,
                                 o["metadata"]["name"]))
     return objects
+
+
+def render_job(values: Values, job_name: str, args: list[str], deadline: int) -> Obj:
+    """A one-off Job running `mysqlsts ARGS` in the cluster, from the mysqlsts image."""
+    env = _environment()
+    ctx = {**_context(values, {}, env), "job_name": job_name, "args": args, "deadline": deadline}
+    (job,) = _render_template(env, "runtime/job.yaml.j2", ctx)
+    return job
 
 
 class _Dumper(yaml.SafeDumper):

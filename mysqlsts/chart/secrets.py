@@ -27,18 +27,25 @@ def generate(length: int = 32) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
+def stored(store: Path | None) -> dict[str, str]:
+    """The passwords kept in a cluster's secret file, or none."""
+    if store is None or not store.is_file():
+        return {}
+    try:
+        return read_json(store)
+    except ValueError as e:
+        raise BadInput(f"{store}: the cluster's secret file is not valid JSON ({e}); fix or remove it") from e
+
+
+def merge(auth: dict[str, str], kept: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """Supplied passwords win, then kept ones, then new ones; and whether that differs from what was kept."""
+    out = {key: auth.get(key) or kept.get(key) or generate() for key in KEYS}
+    return out, out != {k: kept.get(k) for k in KEYS}
+
+
 def resolve(auth: dict[str, str], store: Path | None) -> tuple[dict[str, str], bool]:
     """Return the passwords to use and whether the store must be (re)written."""
-    stored: dict[str, str] = {}
-    if store is not None and store.is_file():
-        try:
-            stored = read_json(store)
-        except ValueError as e:
-            raise BadInput(f"{store}: the cluster's secret file is not valid JSON ({e}); fix or remove it") from e
-    out = {}
-    for key in KEYS:
-        out[key] = auth.get(key) or stored.get(key) or generate()
-    return out, out != {k: stored.get(k) for k in KEYS}
+    return merge(auth, stored(store))
 
 
 def save(store: Path, passwords: dict[str, str]) -> None:

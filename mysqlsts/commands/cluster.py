@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -14,7 +16,7 @@ from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
 from mysqlsts.decisions.topology import Check
-from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.errors import BadInput
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.platform.local.runtime import LocalPlatform
 from mysqlsts.state import state_root
@@ -37,11 +39,11 @@ def target_of(args: argparse.Namespace) -> str:
     return "kubernetes" if _kube_context_exists(args.context) else "local"
 
 
-def platform_for(args: argparse.Namespace, name: str):
-    target = target_of(args)
-    if target == "kubernetes":
-        raise OperationFailed("the kubernetes target is not available in this version yet; "
-                              "use --target local")
+def platform_for(args: argparse.Namespace, name: str, namespace: str | None = None):
+    if target_of(args) == "kubernetes":
+        from mysqlsts.platform.kubernetes.platform import KubernetesPlatform  # the client loads slowly
+
+        return KubernetesPlatform(name, namespace=args.namespace or namespace, context=args.context)
     return LocalPlatform(state_root(args.state_dir), name)
 
 
@@ -52,14 +54,37 @@ def _cluster_name(args: argparse.Namespace) -> str:
     return name
 
 
-def existing(args: argparse.Namespace) -> tuple[LocalPlatform, Cluster]:
-    name = _cluster_name(args)
-    platform = platform_for(args, name)
-    values = platform.values()
-    cluster = Cluster(platform, values, platform.passwords())
+def existing(args: argparse.Namespace) -> tuple[Any, Cluster]:
+    platform = platform_for(args, _cluster_name(args))
+    cluster = Cluster(platform, platform.values())
     announce(args, platform.describe())
-    platform.enter_network()
     return platform, cluster
+
+
+def in_cluster_report(platform, cluster: Cluster, args: list[str], timeout: float,
+                      here: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a step that talks SQL to the pods: here when their DNS names resolve here, else as
+    `mysqlsts ARGS` in a Job inside the cluster, whose JSON report comes back."""
+    if platform.inside:
+        platform.enter_network()
+        return here()
+    return platform.run_in_cluster(cluster.values, args, timeout)
+
+
+def verification(platform, cluster: Cluster, publish: bool, timeout: float = 300) -> dict[str, Any]:
+    def here() -> dict[str, Any]:
+        if publish:
+            cluster.publish_primary()
+        return checks_doc(cluster.verify())
+
+    report = in_cluster_report(platform, cluster, ["verify"] + (["--publish-primary"] if publish else []),
+                               timeout, here)
+    return {"cluster": platform.name, "target": platform.target, **report}
+
+
+def checks_doc(checks: list[Check]) -> dict[str, Any]:
+    return {"healthy": all(c.ok for c in checks),
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}
 
 
 def args_json(args: argparse.Namespace) -> bool:
@@ -71,16 +96,16 @@ def announce(args: argparse.Namespace, text: str) -> None:
     (output.progress if args_json(args) else output.line)(text)
 
 
-def print_checks(checks: list[Check], args: argparse.Namespace, extra: dict | None = None) -> int:
-    healthy = all(c.ok for c in checks)
+def print_checks(report: dict[str, Any], args: argparse.Namespace) -> int:
+    checks = report["checks"]
+    healthy = all(c["ok"] for c in checks)
     if args_json(args):
-        output.document({**(extra or {}), "healthy": healthy,
-                         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})
+        output.document({**report, "healthy": healthy})
     else:
         output.table("verification", ["check", "result", "detail"],
-                     [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in checks])
+                     [[c["name"], "ok" if c["ok"] else "FAIL", c["detail"]] for c in checks])
         output.line(f"cluster is {'HEALTHY' if healthy else 'UNHEALTHY'}: "
-                    f"{sum(c.ok for c in checks)}/{len(checks)} checks passed")
+                    f"{sum(c['ok'] for c in checks)}/{len(checks)} checks passed")
     return 0 if healthy else 1
 
 
@@ -93,38 +118,38 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
     if args.namespace:
         sets.append(f"namespace={args.namespace}")
     values = chart_values.load(args.values_files, sets)
-    platform = platform_for(args, values["name"])
+    platform = platform_for(args, values["name"], values["namespace"])
     if platform.exists() and not args.values_files and not args.sets and args.replicas is None:
         stored = platform.values()  # re-running plain bootstrap keeps the cluster's own values
         values = {**stored, "auth": values["auth"]}
     announce(args, platform.describe())
     with platform.lock():
-        passwords, _ = secrets.resolve(values["auth"], platform.layout.secret_file)
+        passwords, _ = secrets.merge(values["auth"], platform.stored_passwords())
         objects = render(values, passwords)
         changes = platform.apply(values, passwords, objects)
-        cluster = Cluster(platform, values, passwords)
-        platform.enter_network()
-        started = cluster.converge(args.timeout)
-        if not changes and not started:
-            output.progress("nothing to change: every pod is running and ready")
         for change in changes:
             output.progress(change)
-        checks = cluster.verify()
-    return print_checks(checks, args, {"cluster": values["name"], "target": platform.target, "started": started})
+        cluster = Cluster(platform, values, passwords)
+        started = cluster.converge(args.timeout)
+        if not changes and not started:
+            output.progress("nothing to change: every object is as rendered and every pod is ready")
+        report = verification(platform, cluster, publish=True, timeout=args.timeout)
+    return print_checks({**report, "started": started}, args)
 
 
 def status_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    rows = cluster.status()
+    report = in_cluster_report(platform, cluster, ["status"], 300, lambda: {
+        "cluster": platform.name, "target": platform.target,
+        "recorded_primary": platform.recorded_primary(), "pods": cluster.status()})
     if args_json(args):
-        output.document({"cluster": platform.name, "target": platform.target,
-                         "recorded_primary": platform.recorded_primary(), "pods": rows})
+        output.document(report)
         return 0
     cols = ["pod", "address", "dns", "role", "read_only", "super_read_only", "gtid_executed", "source",
             "io_thread", "sql_thread", "lag_seconds", "ready"]
-    output.table(f"cluster {platform.name} (recorded primary: {platform.recorded_primary() or 'none'})", cols,
-                 [[_cell(r[c]) for c in cols] for r in rows])
-    for r in rows:
+    output.table(f"cluster {report['cluster']} (recorded primary: {report['recorded_primary'] or 'none'})", cols,
+                 [[_cell(r[c]) for c in cols] for r in report["pods"]])
+    for r in report["pods"]:
         if r["error"]:
             output.line(f"{r['pod']}: {r['error']}")
     return 0
@@ -140,9 +165,7 @@ def _cell(value) -> str:
 
 def verify_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    with platform.lock():
-        checks = cluster.verify()
-    return print_checks(checks, args, {"cluster": platform.name, "target": platform.target})
+    return print_checks(verification(platform, cluster, publish=args.publish_primary), args)
 
 
 def scale_cmd(args: argparse.Namespace) -> int:
@@ -151,15 +174,15 @@ def scale_cmd(args: argparse.Namespace) -> int:
                                  "replicas": args.replicas})
     with platform.lock():
         old = cluster.values["replicas"]
-        if args.replicas < old:
-            cluster.scale_in(args.replicas, args.delete_data)
-        passwords = cluster.passwords
+        removed = cluster.removable(args.replicas)
+        passwords = platform.passwords()
         platform.apply(values, passwords, render(values, passwords))
         cluster = Cluster(platform, values, passwords)
+        cluster.remove(removed, args.delete_data)
         cluster.converge(args.timeout)
         output.line(f"scaled {platform.name} from {old} to {args.replicas} pods")
-        checks = cluster.verify()
-    return print_checks(checks, args)
+        report = verification(platform, cluster, publish=True, timeout=args.timeout)
+    return print_checks(report, args)
 
 
 def restart_pod_cmd(args: argparse.Namespace) -> int:
@@ -167,15 +190,15 @@ def restart_pod_cmd(args: argparse.Namespace) -> int:
     with platform.lock():
         cluster.restart_pod(args.pod, args.timeout)
         output.line(f"{args.pod} restarted")
-        checks = cluster.verify()
-    return print_checks(checks, args)
+        report = verification(platform, cluster, publish=True, timeout=args.timeout)
+    return print_checks(report, args)
 
 
 def destroy_cmd(args: argparse.Namespace) -> int:
     name = _cluster_name(args)
     platform = platform_for(args, name)
     if not platform.exists():
-        raise BadInput(f"--name: no local cluster {name!r} under {platform.layout.root.parent}")
+        raise BadInput(f"--name: no cluster {name!r} ({platform.describe()})")
     output.line(platform.describe())
     with platform.lock():
         platform.destroy(args.delete_data)

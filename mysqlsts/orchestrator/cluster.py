@@ -33,12 +33,19 @@ def resolve(name: str) -> str | None:
 
 
 class Cluster:
-    def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str]):
+    def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str] | None = None):
         self.platform = platform
         self.values = values
-        self.passwords = passwords
+        self._passwords = passwords
         self.flavor = flavors.get(values["flavor"])
         self.port = values["mysql"]["port"]
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        """Read only when SQL needs them: a kubernetes CLI outside the cluster never does."""
+        if self._passwords is None:
+            self._passwords = self.platform.passwords()
+        return self._passwords
 
     def connect(self, host: str, timeout: float = 3.0):
         return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout)
@@ -162,11 +169,12 @@ class Cluster:
                     lines.extend(self.platform.diagnose(name))
                 raise OperationFailed(lines)
             if pending:
-                time.sleep(0.05)
+                time.sleep(self.platform.poll_interval)
 
     def converge(self, timeout: float) -> list[str]:
-        """Bring every wanted pod up. Pods that hold data start together (after a reboot the
-        primary may be any of them); empty pods then start one by one in ordinal order."""
+        """Bring every wanted pod up and wait until all are ready. Pods that hold data start
+        together (after a reboot the primary may be any of them); empty pods then start one by
+        one in ordinal order. Where a controller starts the pods (Kubernetes), this only waits."""
         deadline = time.monotonic() + timeout
         wanted = [p for p in self.platform.pods() if p.ordinal < self.values["replicas"]]
         started = []
@@ -187,24 +195,26 @@ class Cluster:
         return started
 
     def settle(self, deadline: float) -> None:
-        """Wait until every wanted pod is ready (replicas reconnect to a moved primary), then publish it."""
+        """Wait until every wanted pod is ready (replicas reconnect to a moved primary)."""
         not_ready = [p.name for p in self.platform.pods() if p.ordinal < self.values["replicas"] and not p.ready]
         if not_ready:
             self.wait_ready(not_ready, deadline)
-        self.publish_primary()
 
-    def scale_in(self, replicas: int, delete_data: bool) -> list[str]:
+    def removable(self, replicas: int) -> list[str]:
+        """Pods a scale-in to `replicas` removes; never the primary."""
         removed = [p for p in self.platform.pods() if p.ordinal >= replicas and (p.running or p.has_data)]
         primary = self.platform.recorded_primary()
         if any(p.name == primary for p in removed):
             raise OperationFailed(f"{primary} is the primary and would be removed; switch over to a lower "
                                   "ordinal first")
-        for pod in sorted(removed, key=lambda p: -p.ordinal):
-            progress(f"{pod.name}: stopping" + (" and deleting its data" if delete_data else " (data kept)"))
-            self.platform.stop_pod(pod.name)
+        return [p.name for p in sorted(removed, key=lambda p: -p.ordinal)]
+
+    def remove(self, names: list[str], delete_data: bool) -> None:
+        for name in names:
+            progress(f"{name}: stopping" + (" and deleting its data" if delete_data else " (data kept)"))
+            self.platform.stop_pod(name)
             if delete_data:
-                self.platform.delete_pod_data(pod.name)
-        return [p.name for p in removed]
+                self.platform.delete_pod_data(name)
 
     def restart_pod(self, name: str, timeout: float) -> None:
         pods = {p.name: p for p in self.platform.pods()}

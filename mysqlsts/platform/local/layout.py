@@ -45,6 +45,12 @@ class PodLayout:
         return self.dir / "logs"
 
     @property
+    def volumes(self) -> dict[str, Path]:
+        """The pod spec's volumes by name, as folders: PV, ConfigMap copy and emptyDirs."""
+        return {"config": self.home, "conf": self.conf, "data": self.pv, "run": self.run, "tmp": self.tmp,
+                "tools": self.dir / "tools"}
+
+    @property
     def status_file(self) -> Path:
         return self.dir / "status.json"
 

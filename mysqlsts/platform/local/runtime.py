@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mysqlsts import flavors
+from mysqlsts.chart import secrets
 from mysqlsts.chart.render import Names
-from mysqlsts.chart.secrets import save as save_secret
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.local import netns, procs
@@ -29,6 +29,8 @@ FIRST_HOST, LAST_HOST = 10, 250
 
 class LocalPlatform:
     target = "local"
+    inside = True  # the CLI joins the cluster's DNS namespace, like a pod
+    poll_interval = 0.05
 
     def __init__(self, state_root: Path, name: str):
         self.name = name
@@ -50,6 +52,9 @@ class LocalPlatform:
 
     def passwords(self) -> dict[str, str]:
         return read_json(self.layout.secret_file)
+
+    def stored_passwords(self) -> dict[str, str]:
+        return secrets.stored(self.layout.secret_file)
 
     def _cluster(self) -> dict[str, Any]:
         if self.layout.cluster_file.is_file():
@@ -99,7 +104,7 @@ class LocalPlatform:
             old = read_json(path) if path.is_file() else None
             if old != data:
                 if path == self.layout.secret_file:
-                    save_secret(path, passwords)
+                    secrets.save(path, passwords)
                 else:
                     write_json(path, data, mode)
                 changes.append(f"{path.name} {'updated' if old is not None else 'created'}")
@@ -119,6 +124,9 @@ class LocalPlatform:
         if not dns.pid():
             dns.start()
         netns.enter(self.layout.resolv_conf)
+
+    def run_in_cluster(self, values: dict[str, Any], args: list[str], timeout: float) -> dict[str, Any]:
+        raise OperationFailed("the local runtime runs every step here (inside is True)")
 
     # -- pods ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,27 +104,30 @@ class Pod:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.configmap["data"][item["key"]])
 
+    def localize(self, container: dict[str, Any], value: str) -> str:
+        """A path inside the container, as the folder that stands for its volume here."""
+        for mount in sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"])):
+            path = mount["mountPath"]
+            if value == path or value.startswith(path + "/"):
+                return str(self.pod.volumes[mount["name"]]) + value[len(path):]
+        return value
+
     def env(self, container: dict[str, Any]) -> dict[str, str]:
         env = {k: os.environ[k] for k in ("LANG", "HOME") if k in os.environ}
         env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin"
         for var in container.get("env", []):
             if "value" in var:
-                env[var["name"]] = var["value"]
+                env[var["name"]] = self.localize(container, var["value"])
             elif "secretKeyRef" in var["valueFrom"]:
                 env[var["name"]] = self.secret_by_key[var["valueFrom"]["secretKeyRef"]["key"]]
             elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[var["name"]] = self.pod.name
-        local_paths = {"MYSQLSTS_HOME_DIR": self.pod.home, "CONF_DIR": self.pod.conf, "PV_DIR": self.pod.pv,
-                       "RUN_DIR": self.pod.run, "TMPDIR": self.pod.tmp}
-        env.update({k: str(v) for k, v in local_paths.items()})
-        env["BIND_ADDRESS"] = self.address
+        env["BIND_ADDRESS"] = self.address  # the pod's own address: every pod shares this host's network
         env["MYSQL_OS_USER"] = getpass.getuser()
         return env
 
     def command(self, container: dict[str, Any], argv: list[str]) -> list[str]:
-        """Paths under the ConfigMap mount, pointed at this pod's copy of it."""
-        home = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config")
-        return [str(self.pod.home) + a[len(home):] if a.startswith(home + "/") else a for a in argv]
+        return [self.localize(container, a) for a in argv]
 
     # -- containers --------------------------------------------------------------------------
 
@@ -182,7 +186,8 @@ class Pod:
         return result.returncode == 0
 
     def run(self) -> int:
-        for d in (self.pod.pv, self.pod.conf, self.pod.tmp, self.pod.logs, self.pod.run):
+        shutil.rmtree(self.pod.volumes["tools"], ignore_errors=True)  # an emptyDir: new with every pod
+        for d in (*self.pod.volumes.values(), self.pod.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
         if not self.run_init_containers():

@@ -1,0 +1,372 @@
+"""The kubernetes platform: the StatefulSet controller runs the pods, labels and a
+Service publish the primary, and SQL reaches the pods only from inside the
+cluster, so commands that need it run there as a short-lived Job."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mysqlsts.chart.render import Names, render_job, selector
+from mysqlsts.chart.secrets import SECRET_DATA_KEYS
+from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.output import progress
+from mysqlsts.platform.base import PodInfo
+from mysqlsts.platform.kubernetes.api import KINDS, Api
+
+ROLE_LABEL = "mysqlsts.io/role"
+VALUES_ANNOTATION = "mysqlsts.io/values"
+PRIMARY_ANNOTATION = "mysqlsts.io/primary"
+TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+LOCK_SECONDS = 900  # a crashed command's lock expires after this long
+# Kinds a release may stop rendering (a feature switched off): pruned when absent.
+PRUNABLE = ("Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget")
+
+
+def in_cluster() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ and TOKEN_FILE.is_file()
+
+
+def selector_string(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class KubernetesPlatform:
+    target = "kubernetes"
+    poll_interval = 1.0
+    job_margin = 30.0  # past a Job's activeDeadlineSeconds, how long to wait for it to be marked failed
+
+    def __init__(self, name: str, namespace: str | None = None, context: str | None = None,
+                 api: Api | None = None, inside: bool | None = None):
+        self.name = name
+        self.context = context
+        self.inside = in_cluster() and context is None if inside is None else inside
+        self.api = api or Api.connect(namespace, context, self.inside)
+        self.namespace = self.api.namespace
+        self.names = Names.of(name)
+        self.pod_selector = selector_string(selector({"name": name}))
+
+    # -- state ---------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        where = "in-cluster" if self.inside else f"context {self.context or '(current)'}"
+        return f"target: kubernetes, cluster: {self.name} (namespace {self.namespace}, {where})"
+
+    def _sts(self) -> dict[str, Any] | None:
+        return self.api.get("StatefulSet", self.names.sts)
+
+    def exists(self) -> bool:
+        return self._sts() is not None
+
+    def values(self) -> dict[str, Any]:
+        sts = self._sts()
+        if sts is None:
+            raise BadInput(f"--name: no cluster {self.name!r} in namespace {self.namespace!r} "
+                           "(bootstrap it first, or pass -n/--context)")
+        annotations = sts["metadata"].get("annotations") or {}
+        if VALUES_ANNOTATION not in annotations:
+            raise OperationFailed(f"StatefulSet {self.name} was not created by mysqlsts (no {VALUES_ANNOTATION})")
+        return json.loads(annotations[VALUES_ANNOTATION])
+
+    def stored_passwords(self) -> dict[str, str]:
+        secret = self.api.get("Secret", self.names.secret) or {}
+        data = secret.get("data") or {}
+        return {key: base64.b64decode(data[k]).decode() for key, k in SECRET_DATA_KEYS.items() if k in data}
+
+    def passwords(self) -> dict[str, str]:
+        stored = self.stored_passwords()
+        missing = [k for k in SECRET_DATA_KEYS if k not in stored]
+        if missing:
+            raise OperationFailed(f"Secret {self.names.secret} lacks {', '.join(SECRET_DATA_KEYS[k] for k in missing)}")
+        return stored
+
+    @contextmanager
+    def lock(self):
+        """One mutating command per cluster at a time: a Lease that expires if its holder dies."""
+        name, holder = f"{self.name}-mysqlsts-lock", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        now = datetime.now(UTC)
+        spec = {"holderIdentity": holder, "leaseDurationSeconds": LOCK_SECONDS,
+                "acquireTime": _micro(now), "renewTime": _micro(now)}
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": name, "labels": selector({"name": self.name})}, "spec": spec}
+        current = self.api.get("Lease", name)
+        if current is None:
+            self._take(lambda: self.api.create(lease))
+        else:
+            held = current.get("spec") or {}
+            renewed = _parse_time(held.get("renewTime"))
+            if held.get("holderIdentity") and renewed and now - renewed < timedelta(
+                    seconds=held.get("leaseDurationSeconds") or LOCK_SECONDS):
+                raise OperationFailed(f"another mysqlsts command ({held['holderIdentity']}) is working on cluster "
+                                      f"{self.name!r}; its lock expires at "
+                                      f"{renewed + timedelta(seconds=held.get('leaseDurationSeconds', 0))}")
+            lease["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
+                                             what=f"taking over the expired lock {name}"))
+        try:
+            yield
+        finally:
+            self.api.delete("Lease", name)
+
+    def _take(self, attempt) -> None:
+        try:
+            attempt()
+        except OperationFailed as e:
+            if "conflict" in str(e):
+                raise OperationFailed(f"another mysqlsts command took the lock on cluster {self.name!r} "
+                                      "first; try again when it is done") from e
+            raise
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def apply(self, values: dict[str, Any], passwords: dict[str, str], objects: list[dict[str, Any]]) -> list[str]:
+        stored = {**values, "auth": {k: "" for k in values["auth"]}}
+        changes = []
+        for obj in objects:
+            obj = json.loads(json.dumps(obj))
+            if obj["kind"] == "StatefulSet":
+                obj["metadata"].setdefault("annotations", {})[VALUES_ANNOTATION] = json.dumps(stored, sort_keys=True)
+            before = self.api.get(obj["kind"], obj["metadata"]["name"])
+            after = self.api.apply(obj)
+            label = f"{obj['kind']} {obj['metadata']['name']}"
+            if before is None:
+                changes.append(f"{label} created")
+            elif before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion"):
+                changes.append(f"{label} configured")
+        rendered = {(o["kind"], o["metadata"]["name"]) for o in objects}
+        instance = selector_string({"app.kubernetes.io/instance": self.name,
+                                    "app.kubernetes.io/managed-by": "mysqlsts"})
+        for kind in PRUNABLE:
+            for item in self.api.list(kind, instance).get("items") or []:
+                if (kind, item["metadata"]["name"]) not in rendered:
+                    self.api.delete(kind, item["metadata"]["name"])
+                    changes.append(f"{kind} {item['metadata']['name']} deleted (no longer rendered)")
+        return changes
+
+    # -- pods ----------------------------------------------------------------------------
+
+    def pods(self) -> list[PodInfo]:
+        sts = self._sts()
+        replicas = (sts or {}).get("spec", {}).get("replicas", 0)
+        domain = self.values()["clusterDomain"] if sts else "cluster.local"
+        pods = {p["metadata"]["name"]: p for p in self.api.list("Pod", self.pod_selector).get("items") or []}
+        claims = {c["metadata"]["name"] for c in self.api.list("PersistentVolumeClaim", self.pod_selector)
+                  .get("items") or []}
+        names = {f"{self.name}-{i}" for i in range(replicas)} | set(pods)
+        out = []
+        for name in sorted(names, key=lambda n: int(n.rsplit("-", 1)[1])):
+            pod = pods.get(name)
+            status = (pod or {}).get("status") or {}
+            labels = (pod or {}).get("metadata", {}).get("labels") or {}
+            statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+            out.append(PodInfo(
+                name=name, ordinal=int(name.rsplit("-", 1)[1]), fqdn=self.fqdn(name, domain),
+                address=status.get("podIP"),
+                # a wanted pod the StatefulSet controller has not created yet is on its way
+                running=pod is None or status.get("phase") not in ("Succeeded", "Failed"),
+                ready=any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []),
+                phase=pod_phase(pod), restarts=sum(s.get("restartCount", 0) for s in statuses),
+                has_data=f"data-{name}" in claims, quarantined=labels.get(ROLE_LABEL) == "quarantined"))
+        return out
+
+    def fqdn(self, pod: str, domain: str) -> str:
+        return f"{pod}.{self.names.headless}.{self.namespace}.svc.{domain}"
+
+    def start_pod(self, name: str) -> None:
+        """Nothing to do: the StatefulSet controller creates its pods in ordinal order."""
+
+    def stop_pod(self, name: str) -> None:
+        """Delete the pod and wait until it is gone (the StatefulSet controller may recreate it)."""
+        pod = self.api.get("Pod", name)
+        if pod is None:
+            return
+        uid = pod["metadata"]["uid"]
+        self.api.delete("Pod", name)
+        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
+        try:
+            self.api.wait("Pod", lambda objs: name not in objs or objs[name]["metadata"]["uid"] != uid,
+                          timeout=grace + 60, field_selector=f"metadata.name={name}")
+        except TimeoutError:
+            raise OperationFailed(f"{name} did not terminate within {grace + 60:.0f}s") from None
+
+    def delete_pod_data(self, name: str) -> None:
+        self.api.delete("PersistentVolumeClaim", f"data-{name}")
+
+    # -- primary -------------------------------------------------------------------------
+
+    def set_primary(self, name: str | None) -> None:
+        """The role labels select the primary Service's endpoint; the annotation records the primary."""
+        for pod in self.api.list("Pod", self.pod_selector).get("items") or []:
+            pod_name = pod["metadata"]["name"]
+            current = (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)
+            wanted = "primary" if pod_name == name else ("quarantined" if current == "quarantined" else "replica")
+            if current != wanted:
+                self.api.patch("Pod", pod_name, {"metadata": {"labels": {ROLE_LABEL: wanted}}})
+        if name is not None and self.recorded_primary() != name:
+            self.api.patch("StatefulSet", self.names.sts, {"metadata": {"annotations": {PRIMARY_ANNOTATION: name}}})
+
+    def recorded_primary(self) -> str | None:
+        sts = self._sts() or {}
+        return (sts.get("metadata", {}).get("annotations") or {}).get(PRIMARY_ANNOTATION)
+
+    def primary_fqdn(self) -> str:
+        return f"{self.names.primary}.{self.namespace}.svc.{self.values()['clusterDomain']}"
+
+    def enter_network(self) -> None:
+        if not self.inside:
+            raise OperationFailed("the pods' per-pod DNS names resolve only inside the cluster; "
+                                  "this step runs in an in-cluster Job")
+
+    # -- in-cluster commands ---------------------------------------------------------------
+
+    def run_in_cluster(self, values: dict[str, Any], args: list[str], timeout: float) -> dict[str, Any]:
+        """Run `mysqlsts ARGS -o json` in a Job from the mysqlsts image and return its JSON report."""
+        job_name = f"{self.name}-{args[0]}-{uuid.uuid4().hex[:6]}"
+        argv = [*args, "--target", "kubernetes", "--name", self.name, "-n", self.namespace, "-o", "json"]
+        self.api.create(render_job(values, job_name, argv, max(1, int(timeout))))
+        progress(f"running `mysqlsts {' '.join(args)}` in the cluster as Job {job_name}")
+        try:
+            try:
+                jobs = self.api.wait("Job", lambda objs: _finished(objs.get(job_name)),
+                                     timeout=timeout + self.job_margin, field_selector=f"metadata.name={job_name}")
+            except TimeoutError:
+                raise OperationFailed([f"Job {job_name} did not finish within {timeout + self.job_margin:.0f}s",
+                                       *self._job_diagnosis(job_name)]) from None
+            log = self._job_log(job_name)
+            report = last_json(log)
+            if report is None:
+                state = "failed" if _finished(jobs[job_name], "Failed") else "finished"
+                raise OperationFailed([f"Job {job_name} {state} without a report", *self._job_diagnosis(job_name)])
+            for line in log.splitlines():
+                if line.startswith("["):
+                    progress(f"(in cluster) {line}")
+            return report
+        finally:
+            try:
+                self.api.delete("Job", job_name)
+            except OperationFailed as e:  # the TTL removes it later; never hide the outcome for this
+                progress(f"warning: {e.problems[0]}")
+
+    def _job_log(self, job_name: str) -> str:
+        pods = self.api.list("Pod", f"job-name={job_name}").get("items") or []
+        return self.api.log(pods[-1]["metadata"]["name"]) if pods else ""
+
+    def _job_diagnosis(self, job_name: str) -> list[str]:
+        lines = []
+        for pod in self.api.list("Pod", f"job-name={job_name}").get("items") or []:
+            lines += self.diagnose(pod["metadata"]["name"])
+        return lines or [f"Job {job_name} created no pod (quota, admission or image policy?)"]
+
+    # -- diagnosis and teardown ------------------------------------------------------------
+
+    def diagnose(self, name: str) -> list[str]:
+        pod = self.api.get("Pod", name)
+        if pod is None:
+            return [f"{name}: no such pod (the StatefulSet controller has not created it)",
+                    *self._events(f"involvedObject.name={self.names.sts}")]
+        status = pod.get("status") or {}
+        lines = [f"{name}: phase {pod_phase(pod)}, node {pod['spec'].get('nodeName') or '(unscheduled)'}"]
+        for c in status.get("conditions") or []:
+            if c.get("status") != "True":
+                lines.append(f"{name}: condition {c['type']}={c['status']}"
+                             + (f" ({c.get('reason')}: {c.get('message')})" if c.get("reason") else ""))
+        lines += self._events(f"involvedObject.name={name}")
+        failing = failing_container(pod)
+        if failing:
+            lines.append(f"--- last lines of {name}/{failing}:")
+            lines += [f"    {line}" for line in self.api.log(name, failing, tail=20).splitlines()]
+        return lines
+
+    def _events(self, field_selector: str) -> list[str]:
+        events = self.api.list("Event", field_selector=field_selector).get("items") or []
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return [f"event {e.get('type')} {e.get('reason')}: {e.get('message')}" for e in events[-8:]]
+
+    def destroy(self, delete_data: bool) -> None:
+        values = self.values()
+        from mysqlsts.chart.render import render
+
+        for obj in reversed(render(values, {k: "-" for k in SECRET_DATA_KEYS})):
+            if self.api.delete(obj["kind"], obj["metadata"]["name"], propagation="Foreground"):
+                progress(f"{obj['kind']} {obj['metadata']['name']} deleted")
+        if delete_data:
+            for claim in self.api.list("PersistentVolumeClaim", self.pod_selector).get("items") or []:
+                self.api.delete("PersistentVolumeClaim", claim["metadata"]["name"])
+                progress(f"PersistentVolumeClaim {claim['metadata']['name']} deleted")
+
+
+def pod_phase(pod: dict[str, Any] | None) -> str:
+    """What kubectl shows in STATUS, near enough: init progress, waiting reasons, the phase."""
+    if pod is None:
+        return "Pending (not created yet)"
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for c in status.get("initContainerStatuses") or []:
+        state = c.get("state") or {}
+        if "terminated" in state and state["terminated"].get("exitCode") == 0:
+            continue
+        if "terminated" in state:
+            return f"Init:Error ({c['name']} exited {state['terminated'].get('exitCode')})"
+        reason = (state.get("waiting") or {}).get("reason")
+        if reason and reason != "PodInitializing":
+            return f"Init:{reason} ({c['name']})"
+        return f"Init:{c['name']}"
+    for c in status.get("containerStatuses") or []:
+        reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason and reason != "ContainerCreating":
+            return f"{reason} ({c['name']})"
+    return status.get("phase") or "Pending"
+
+
+def failing_container(pod: dict[str, Any]) -> str | None:
+    """The init container that is not done yet, else a container that is not running."""
+    status = pod.get("status") or {}
+    for c in status.get("initContainerStatuses") or []:
+        if (c.get("state") or {}).get("terminated", {}).get("exitCode") != 0:
+            return c["name"]
+    for c in status.get("containerStatuses") or []:
+        if not c.get("ready"):
+            return c["name"]
+    return None
+
+
+def last_json(log: str) -> dict[str, Any] | None:
+    """The last JSON document in a log whose other lines are progress text."""
+    text = "\n" + log
+    start = text.rfind("\n{")
+    while start != -1:
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(text[start + 1:])
+            if isinstance(doc, dict):
+                return doc
+        except ValueError:
+            pass
+        start = text.rfind("\n{", 0, start)
+    return None
+
+
+def _finished(job: dict[str, Any] | None, *how: str) -> bool:
+    status = (job or {}).get("status") or {}
+    return any(c.get("type") in (how or ("Complete", "Failed")) and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _micro(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+__all__ = ["KINDS", "KubernetesPlatform", "in_cluster", "last_json", "pod_phase"]

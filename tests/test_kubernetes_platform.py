@@ -1,0 +1,442 @@
+"""The kubernetes platform over real HTTP against a mock API server (kmock): the
+requests the official client sends, and how API errors are handled. The
+platform's calls are synchronous, so they run in a worker thread while the
+mock server answers on the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import re
+
+import kmock as km
+import pytest
+from kubernetes import client
+
+from mysqlsts.chart.render import render
+from mysqlsts.chart.values import load
+from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.platform.kubernetes.api import Api
+from mysqlsts.platform.kubernetes.platform import PRIMARY_ANNOTATION, VALUES_ANNOTATION, KubernetesPlatform, last_json
+
+pytestmark = pytest.mark.kmock(cls=km.RawHandler)
+
+NS = "db"
+PASSWORDS = {"rootPassword": "r00t 'x'", "replicationPassword": "repl$pw", "operatorPassword": "op`pw`",
+             "cloneSecret": "clone\\secret"}
+PATH = re.compile(r"^/(?:api/v1|apis/[^/]+/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+
+
+def values(**sets: str) -> dict:
+    return load([], [f"namespace={NS}", "flavor=mariadb", *(f"{k}={v}" for k, v in sets.items())])
+
+
+def platform_for(kmock) -> KubernetesPlatform:
+    config = client.Configuration()
+    config.host = str(kmock.url).rstrip("/")
+    p = KubernetesPlatform("mysql", api=Api(client.ApiClient(config), NS), inside=False)
+    p.poll_interval = 0.05
+    return p
+
+
+def status(code: int, message: str) -> km.Response:
+    reason = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 410: "Expired"}.get(code, "Error")
+    return km.Response(status=code, payload={"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                             "code": code, "reason": reason, "message": message, "metadata": {}})
+
+
+def ok(payload: dict) -> km.Response:
+    # kmock keeps the status a callable's Response set on its reaction: always set one.
+    return km.Response(status=200, payload=payload)
+
+
+class Store:
+    """Just enough of an API server to apply, read, list and delete objects by path."""
+
+    def __init__(self):
+        self.objects: dict[str, dict] = {}
+        self.version = 100
+
+    def install(self, kmock) -> None:
+        kmock[km.method.GET] << self.get
+        kmock[km.method.PATCH] << self.patch
+        kmock[km.method.DELETE] << self.delete
+
+    def get(self, request: km.Request):
+        m = PATH.match(request.url.path)
+        if m and not m["name"]:
+            prefix = request.url.path + "/"
+            items = [o for p, o in self.objects.items() if p.startswith(prefix)]
+            return ok({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.version)},
+                       "items": items})
+        if request.url.path in self.objects:
+            return ok(self.objects[request.url.path])
+        return status(404, f"{request.url.path} not found")
+
+    def patch(self, request: km.Request):
+        old = self.objects.get(request.url.path)
+        new = copy.deepcopy(request.data)
+        if old is not None:
+            new["metadata"] = {**old["metadata"], **new["metadata"]}
+        comparable = {k: v for k, v in new.items() if k != "metadata"}, {
+            k: v for k, v in new["metadata"].items() if k not in ("resourceVersion", "uid")}
+        before = None if old is None else ({k: v for k, v in old.items() if k != "metadata"}, {
+            k: v for k, v in old["metadata"].items() if k not in ("resourceVersion", "uid")})
+        if comparable != before:
+            self.version += 1
+            new["metadata"]["resourceVersion"] = str(self.version)
+            new["metadata"].setdefault("uid", f"uid-{self.version}")
+        self.objects[request.url.path] = new
+        return ok(new)
+
+    def delete(self, request: km.Request):
+        if self.objects.pop(request.url.path, None) is None:
+            return status(404, "gone")
+        return ok({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+
+
+async def run(fn, *args, **kwargs):
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def test_apply_is_server_side_apply_by_mysqlsts_and_a_second_run_changes_nothing(kmock):
+    store = Store()
+    store.install(kmock)
+    p = platform_for(kmock)
+    v = values()
+    objects = render(v, PASSWORDS)
+    first = await run(p.apply, v, PASSWORDS, objects)
+    assert "StatefulSet mysql created" in first
+    assert len([c for c in first if c.endswith("created")]) == len(objects)
+    patches = list(kmock["patch"])
+    assert len(patches) == len(objects)
+    for request in patches:
+        assert request.headers["Content-Type"] == "application/apply-patch+yaml"
+        assert request.params == {"fieldManager": "mysqlsts", "force": "true"}
+        assert request.url.path.startswith(f"/api/v1/namespaces/{NS}/") or \
+            (request.url.path.startswith("/apis/") and f"/namespaces/{NS}/" in request.url.path)
+    sts = store.objects[f"/apis/apps/v1/namespaces/{NS}/statefulsets/mysql"]
+    recorded = json.loads(sts["metadata"]["annotations"][VALUES_ANNOTATION])
+    assert recorded["replicas"] == 3 and all(not pw for pw in recorded["auth"].values())
+    secret = store.objects[f"/api/v1/namespaces/{NS}/secrets/mysql-secret"]
+    assert base64.b64decode(secret["data"]["operator-password"]).decode() == PASSWORDS["operatorPassword"]
+    for path, obj in store.objects.items():
+        if not path.endswith("/secrets/mysql-secret"):
+            text = json.dumps(obj)
+            assert not any(pw in text for pw in PASSWORDS.values()), path
+
+    assert await run(p.apply, v, PASSWORDS, objects) == []  # idempotent, and says so
+    assert await run(p.stored_passwords) == PASSWORDS
+    assert (await run(p.values))["namespace"] == NS
+
+
+async def test_a_switched_off_feature_is_pruned(kmock):
+    store = Store()
+    store.install(kmock)
+    p = platform_for(kmock)
+    with_controller = values(**{"controller.enabled": "true"})
+    await run(p.apply, with_controller, PASSWORDS, render(with_controller, PASSWORDS))
+    assert f"/apis/apps/v1/namespaces/{NS}/deployments/mysql-controller" in store.objects
+    plain = values()
+    changes = await run(p.apply, plain, PASSWORDS, render(plain, PASSWORDS))
+    assert "Deployment mysql-controller deleted (no longer rendered)" in changes
+    assert f"/apis/apps/v1/namespaces/{NS}/deployments/mysql-controller" not in store.objects
+    deletes = [r.url.path for r in kmock["delete"]]
+    assert deletes == [f"/apis/apps/v1/namespaces/{NS}/deployments/mysql-controller"]
+
+
+async def test_forbidden_is_one_clear_line(kmock):
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << (
+        lambda: status(403, 'statefulsets.apps "mysql" is forbidden: User "dev" cannot get resource'))
+    p = platform_for(kmock)
+    with pytest.raises(OperationFailed) as e:
+        await run(p.values)
+    (line,) = e.value.problems
+    assert line.startswith("reading StatefulSet mysql: forbidden: the account lacks RBAC permission")
+    assert 'User "dev" cannot get resource' in line
+
+
+async def test_a_missing_cluster_is_bad_input_naming_the_flag(kmock):
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << (lambda: status(404, "not found"))
+    with pytest.raises(BadInput) as e:
+        await run(platform_for(kmock).values)
+    assert e.value.problems[0].startswith("--name: no cluster 'mysql' in namespace 'db'")
+
+
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+
+
+def lease(holder: str, renewed: str) -> dict:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "mysql-mysqlsts-lock", "resourceVersion": "7"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 900, "renewTime": renewed}}
+
+
+async def hold_lock(kmock) -> None:
+    p = platform_for(kmock)
+
+    def take():
+        with p.lock():
+            pass
+
+    await run(take)
+
+
+async def test_the_lock_is_a_lease_and_a_conflict_means_someone_else_holds_it(kmock):
+    kmock[f"get {LEASES}/mysql-mysqlsts-lock"] << (lambda: status(404, "no lease"))
+    kmock[f"post {LEASES}"] << (lambda: status(409, "leases.coordination.k8s.io already exists"))
+    with pytest.raises(OperationFailed) as e:
+        await hold_lock(kmock)
+    assert "took the lock on cluster 'mysql' first" in e.value.problems[0]
+    (create,) = list(kmock["post"])
+    assert create.data["spec"]["leaseDurationSeconds"] == 900
+    assert create.data["spec"]["holderIdentity"]
+
+
+async def test_a_lock_held_by_a_live_command_is_refused(kmock):
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kmock[f"get {LEASES}/mysql-mysqlsts-lock"] << lease("ci-runner-42", now)
+    with pytest.raises(OperationFailed) as e:
+        await hold_lock(kmock)
+    assert "another mysqlsts command (ci-runner-42) is working on cluster 'mysql'" in e.value.problems[0]
+    assert not list(kmock["post"]) and not list(kmock["put"])
+
+
+async def test_an_expired_lock_is_taken_over_with_its_resource_version_and_released(kmock):
+    kmock[f"get {LEASES}/mysql-mysqlsts-lock"] << lease("crashed-cli", "2026-01-01T00:00:00.000000Z")
+    kmock[f"put {LEASES}/mysql-mysqlsts-lock"] << (lambda request: request.data)
+    kmock[f"delete {LEASES}/mysql-mysqlsts-lock"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    await hold_lock(kmock)
+    (replace,) = list(kmock["put"])
+    assert replace.data["metadata"]["resourceVersion"] == "7"  # a racing taker gets 409, not both
+    assert replace.data["spec"]["holderIdentity"] != "crashed-cli"
+    assert len(list(kmock["delete"])) == 1
+
+
+def pod(name: str, uid: str, **status) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "uid": uid, "labels": {"app.kubernetes.io/name": "mysql-sts"}},
+            "spec": {"containers": [{"name": "mysql", "image": "mariadb:10.11.15"}],
+                     "terminationGracePeriodSeconds": 1}, "status": status}
+
+
+def pod_list(*pods: dict, version: str = "10") -> dict:
+    return {"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": version}, "items": list(pods)}
+
+
+async def test_stop_pod_deletes_and_watches_until_the_old_pod_is_gone_relisting_after_410(kmock):
+    pods = f"/api/v1/namespaces/{NS}/pods"
+    kmock[f"get {pods}/mysql-1"] << pod("mysql-1", "old")
+    kmock[f"delete {pods}/mysql-1"] << pod("mysql-1", "old")
+    expired = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                           "code": 410, "reason": "Expired", "message": "too old", "metadata": {}}}
+    kmock[f"get {pods}", km.params(watch="true")] << (expired,)
+    lists = iter([pod_list(pod("mysql-1", "old")), pod_list(pod("mysql-1", "new"), version="12")])
+    kmock[f"get {pods}"] << (lambda: next(lists))
+    await run(platform_for(kmock).stop_pod, "mysql-1")
+    calls = [(r.method.value if hasattr(r.method, "value") else str(r.method), r.params.get("watch"))
+             for r in kmock if r.url.path == pods]
+    assert [w for _, w in calls] == [None, "true", None]  # list, watch (expired), list again
+    watch = next(r for r in kmock if r.params.get("watch") == "true")
+    assert watch.params["resourceVersion"] == "10"
+    assert watch.params["fieldSelector"] == "metadata.name=mysql-1"
+    (delete,) = list(kmock["delete"])
+    assert delete.data["propagationPolicy"] == "Background"
+
+
+async def test_a_watch_that_never_sees_the_change_times_out(kmock):
+    pods = f"/api/v1/namespaces/{NS}/pods"
+    kmock[f"get {pods}", km.params(watch="true")] << ()
+    kmock[f"get {pods}"] << pod_list(pod("mysql-1", "old"))
+    api = platform_for(kmock).api
+    with pytest.raises(TimeoutError):
+        await run(api.wait, "Pod", lambda objs: "mysql-1" not in objs, 0.5)
+
+
+def sts_with(v: dict, replicas: int, primary: str | None = None) -> dict:
+    stored = {**v, "auth": {k: "" for k in v["auth"]}}
+    annotations = {VALUES_ANNOTATION: json.dumps(stored)}
+    if primary:
+        annotations[PRIMARY_ANNOTATION] = primary
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "mysql", "resourceVersion": "3", "annotations": annotations},
+            "spec": {"replicas": replicas, "serviceName": "mysql", "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+
+
+async def test_a_stuck_rollout_is_diagnosed_with_phase_conditions_events_and_the_init_log(kmock):
+    v = values()
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(v, 3)
+    crashing = pod("mysql-1", "u1", phase="Pending", podIP="10.244.1.7",
+                   conditions=[{"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                                "message": "containers with unready status: [mysql sidecar]"}],
+                   initContainerStatuses=[
+                       {"name": "install-tools", "ready": True, "restartCount": 0, "image": "t", "imageID": "",
+                        "state": {"terminated": {"exitCode": 0}}},
+                       {"name": "init-mysql", "ready": True, "restartCount": 0, "image": "s", "imageID": "",
+                        "state": {"terminated": {"exitCode": 0}}},
+                       {"name": "clone-mysql", "ready": False, "restartCount": 6, "image": "b", "imageID": "",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m"}}}])
+    ready = pod("mysql-0", "u0", phase="Running", conditions=[{"type": "Ready", "status": "True"}])
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(ready, crashing)
+    kmock[f"get /api/v1/namespaces/{NS}/persistentvolumeclaims"] << {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": []}
+    kmock[f"get /api/v1/namespaces/{NS}/pods/mysql-1/log"] << (
+        "2026-11-22T00:00:01.000Z mysql-1 clone-mysql.sh: ERROR: no donor: no peer is a writable primary\n")
+    kmock[f"get /api/v1/namespaces/{NS}/pods/mysql-1"] << crashing
+    kmock[f"get /api/v1/namespaces/{NS}/events"] << {
+        "apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": "1"},
+        "items": [{"metadata": {"name": "e1"}, "involvedObject": {"name": "mysql-1"}, "type": "Warning",
+                   "reason": "BackOff", "message": "Back-off restarting failed container clone-mysql",
+                   "lastTimestamp": "2026-11-22T00:00:02Z"}]}
+    p = platform_for(kmock)
+    infos = {i.name: i for i in await run(p.pods)}
+    assert infos["mysql-1"].phase == "Init:CrashLoopBackOff (clone-mysql)"
+    assert infos["mysql-1"].restarts == 6 and not infos["mysql-1"].ready
+    assert infos["mysql-2"].phase == "Pending (not created yet)" and infos["mysql-2"].running
+    assert infos["mysql-0"].fqdn == "mysql-0.mysql.db.svc.cluster.local"
+    with pytest.raises(OperationFailed) as e:
+        await run(Cluster(p, v, PASSWORDS).wait_ready, ["mysql-1"], 0.0)
+    text = "\n".join(e.value.problems)
+    assert "mysql-1 keeps failing (6 restarts)" in text
+    assert "condition Ready=False (ContainersNotReady" in text
+    assert "event Warning BackOff: Back-off restarting failed container clone-mysql" in text
+    assert "clone-mysql.sh: ERROR: no donor" in text
+    log = next(r for r in kmock if r.url.path.endswith("/log"))
+    assert log.params == {"container": "clone-mysql", "tailLines": "20"}
+    events = next(r for r in kmock if r.url.path.endswith("/events"))
+    assert events.params["fieldSelector"] == "involvedObject.name=mysql-1"
+
+
+async def test_set_primary_moves_role_labels_and_records_the_primary(kmock):
+    v = values()
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(v, 3, primary="mysql-0")
+    pods = [pod(f"mysql-{i}", f"u{i}") for i in range(3)]
+    pods[0]["metadata"]["labels"]["mysqlsts.io/role"] = "primary"
+    pods[2]["metadata"]["labels"]["mysqlsts.io/role"] = "quarantined"
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(*pods)
+    kmock["patch"] << (lambda request: {**pods[0], "metadata": {**pods[0]["metadata"]}}
+                       if "/pods/" in request.url.path else sts_with(v, 3, primary="mysql-1"))
+    await run(platform_for(kmock).set_primary, "mysql-1")
+    patches = {r.url.path.rsplit("/", 1)[1]: r for r in kmock["patch"]}
+    assert set(patches) == {"mysql-0", "mysql-1", "mysql"}  # mysql-2 stays quarantined
+    assert patches["mysql-0"].data == {"metadata": {"labels": {"mysqlsts.io/role": "replica"}}}
+    assert patches["mysql-1"].data == {"metadata": {"labels": {"mysqlsts.io/role": "primary"}}}
+    assert patches["mysql"].data == {"metadata": {"annotations": {PRIMARY_ANNOTATION: "mysql-1"}}}
+    assert all(r.headers["Content-Type"] == "application/merge-patch+json" for r in patches.values())
+
+
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+
+
+def mock_job(kmock, outcome: str, runner: dict, log: str) -> None:
+    """The API side of one in-cluster run: the Job is created, ends with `outcome`, its pod logs `log`."""
+    name = runner["metadata"]["name"]
+    kmock[f"post {JOBS}"] << (lambda request: request.data)
+    kmock[f"get {JOBS}"] << (lambda request: {
+        "apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "5"},
+        "items": [{**next(iter(kmock["post"])).data,
+                   "status": {"conditions": [{"type": outcome, "status": "True"}]}}]})
+    kmock[f"get /api/v1/namespaces/{NS}/pods/{name}/log"] << log
+    kmock[f"get /api/v1/namespaces/{NS}/pods/{name}"] << runner
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(runner)
+
+
+async def test_in_cluster_verification_runs_as_a_job_and_its_report_comes_back(kmock):
+    v = values()
+    report = {"cluster": "mysql", "target": "kubernetes", "healthy": True,
+              "checks": [{"name": "exactly one writable node", "ok": True, "detail": "mysql-0"}]}
+    mock_job(kmock, "Complete", pod("runner-x", "u9"),
+             "target: kubernetes, cluster: mysql (namespace db, in-cluster)\n"
+             "[   0.1s] primary is mysql-0; pointing mysql-primary.db.svc.cluster.local at it\n"
+             + json.dumps(report, indent=2) + "\n")
+    kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+    got = await run(platform_for(kmock).run_in_cluster, v, ["verify", "--publish-primary"], 60)
+    assert got == report
+    (create,) = list(kmock["post"])
+    job = create.data
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == v["images"]["tools"]
+    assert container["args"] == ["verify", "--publish-primary", "--target", "kubernetes", "--name", "mysql",
+                                 "-n", NS, "-o", "json"]
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 60
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "mysql-mysqlsts"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert "mysql-sts" not in json.dumps(job["spec"]["template"]["metadata"]["labels"])  # not a database pod
+    pods_query = next(r for r in kmock if r.url.path.endswith("/pods"))
+    assert pods_query.params["labelSelector"] == f"job-name={job['metadata']['name']}"
+    (delete,) = list(kmock["delete"])
+    assert delete.url.path == f"{JOBS}/{job['metadata']['name']}"
+
+
+async def test_a_job_without_a_report_fails_with_its_log(kmock):
+    v = values()
+    failed = pod("runner-y", "u8", phase="Failed", containerStatuses=[
+        {"name": "mysqlsts", "ready": False, "restartCount": 0, "image": "t", "imageID": "",
+         "state": {"terminated": {"exitCode": 2}}}])
+    mock_job(kmock, "Failed", failed, "mysqlsts verify: --name: no cluster 'mysql'\n")
+    kmock[f"get /api/v1/namespaces/{NS}/events"] << {"apiVersion": "v1", "kind": "EventList",
+                                                    "metadata": {"resourceVersion": "1"}, "items": []}
+    kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+    with pytest.raises(OperationFailed) as e:
+        await run(platform_for(kmock).run_in_cluster, v, ["verify"], 60)
+    text = "\n".join(e.value.problems)
+    assert "failed without a report" in text and "--name: no cluster 'mysql'" in text
+    assert len(list(kmock["delete"])) == 1  # the Job is cleaned up on failure too
+
+
+def test_last_json_skips_progress_and_finds_the_document():
+    log = 'progress\n{"not": "last"}\n[ 1.0s] more\n{\n  "a": {"b": 1}\n}\n'
+    assert last_json(log) == {"a": {"b": 1}}
+    assert last_json("no report at all\n") is None
+
+
+async def test_a_failing_cleanup_does_not_hide_the_report(kmock):
+    v = values()
+    mock_job(kmock, "Complete", pod("runner-z", "u7"), '{"healthy": true, "checks": []}\n')
+    kmock[km.method.DELETE] << (lambda: status(403, "jobs.batch is forbidden: cannot delete"))
+    got = await run(platform_for(kmock).run_in_cluster, v, ["verify"], 60)
+    assert got == {"healthy": True, "checks": []}
+
+
+def kubeconfig(tmp_path, url: str) -> str:
+    import yaml
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "mock",
+        "clusters": [{"name": "mock", "cluster": {"server": url}}],
+        "users": [{"name": "dev", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "dev", "namespace": NS}}]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+async def test_verify_from_outside_prints_the_in_cluster_report_like_the_local_target(
+        kmock, tmp_path, monkeypatch, capsys, healthy):
+    from mysqlsts import cli
+
+    monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path, str(kmock.url).rstrip("/")))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    v = values()
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(v, 3, primary="mysql-0")
+    report = {"cluster": "mysql", "target": "kubernetes", "healthy": healthy, "checks": [
+        {"name": "exactly one writable node", "ok": True, "detail": "mysql-0"},
+        {"name": "replica mysql-1 replicates from the primary", "ok": healthy, "detail": "io/sql Yes"}]}
+    mock_job(kmock, "Complete" if healthy else "Failed", pod("runner", "u1"), json.dumps(report) + "\n")
+    kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+    rc = await run(cli.main, ["verify"])  # a kubeconfig with a current context: kubernetes by default
+    out, err = capsys.readouterr()
+    assert rc == (0 if healthy else 1), err
+    assert out.splitlines()[0] == "target: kubernetes, cluster: mysql (namespace db, context (current))"
+    assert "replica mysql-1 replicates from the primary" in out
+    assert ("cluster is HEALTHY: 2/2" if healthy else "cluster is UNHEALTHY: 1/2") in out
+    assert all(r.headers.get("Authorization") == "Bearer t0ken" for r in kmock)
+    assert not [r for r in kmock if "/secrets/" in r.url.path]  # the CLI outside never reads the passwords
