@@ -81,11 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, required=True)
     p.add_argument("--delete-data", action="store_true", help="also delete removed pods' data (like their PVCs)")
     p.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
+    _output_option(p, ["table", "json"])
 
     p = add("restart-pod", cluster.restart_pod_cmd, "restart one pod; it keeps its name and data and rejoins")
     _target_options(p)
     p.add_argument("pod", help="pod name, e.g. mysql-1")
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
+    _output_option(p, ["table", "json"])
 
     p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
     _target_options(p)

@@ -222,3 +222,15 @@ def test_mysqlsts_image_pods_are_never_selected_by_the_statefulset(rendered):
         labels = template["metadata"]["labels"]
         assert not all(labels.get(k) == v for k, v in db_selector.items()), labels
         assert template["spec"]["serviceAccountName"].endswith("-mysqlsts")
+
+
+def test_the_in_cluster_job_is_a_valid_least_privilege_job():
+    from mysqlsts.chart.render import render_job
+
+    values = chart_values.load([], ["namespace=db"])
+    job = render_job(values, "mysql-verify-abc123", ["verify", "-o", "json"], 300)
+    assert kubeschema.problems([job], chart_values.kubernetes_versions(values)) == []
+    spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "mysql-mysqlsts" and spec["restartPolicy"] == "Never"
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert job["spec"]["activeDeadlineSeconds"] == 300 and job["spec"]["backoffLimit"] == 0

@@ -25,7 +25,7 @@ def healthy() -> list[PodView]:
     return [view(0, PRIMARY), view(1, REPLICA), view(2, REPLICA)]
 
 
-def checks(views, recorded="mysql-0", resolves="127.1.1.10", semi=True):
+def checks(views, recorded="mysql-0", resolves="mysql-0", semi=True):
     return {c.name: c for c in verify_checks(views, recorded, "mysql-primary.default.svc.cluster.local", resolves,
                                              max_lag=10, semi_sync=semi)}
 
@@ -62,7 +62,7 @@ def test_stale_dns_is_caught():
     views = healthy()
     views[1] = view(1, REPLICA, resolved="127.1.1.99")
     assert failing(views) == {"dns mysql-1.mysql.default.svc.cluster.local"}
-    assert "primary name mysql-primary.default.svc.cluster.local" in failing(healthy(), resolves="127.1.1.11")
+    assert "primary name mysql-primary.default.svc.cluster.local" in failing(healthy(), resolves="mysql-1")
 
 
 def test_replica_problems_each_fail_the_replica_check():

@@ -180,7 +180,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
         cluster = Cluster(platform, values, passwords)
         cluster.remove(removed, args.delete_data)
         cluster.converge(args.timeout)
-        output.line(f"scaled {platform.name} from {old} to {args.replicas} pods")
+        announce(args, f"scaled {platform.name} from {old} to {args.replicas} pods")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
     return print_checks(report, args)
 
@@ -189,7 +189,7 @@ def restart_pod_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     with platform.lock():
         cluster.restart_pod(args.pod, args.timeout)
-        output.line(f"{args.pod} restarted")
+        announce(args, f"{args.pod} restarted")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
     return print_checks(report, args)
 

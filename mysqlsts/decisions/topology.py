@@ -54,8 +54,10 @@ def pod_of(host: str | None) -> str | None:
     return host.split(".", 1)[0] if host else None
 
 
-def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str, primary_resolves_to: str | None,
+def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str, primary_name_reaches: str | None,
                   max_lag: int, semi_sync: bool) -> list[Check]:
+    """primary_name_reaches: the pod a connection through the primary name lands on (it says who it
+    is), so the check holds for a DNS record (local) and a Service in front of the pod (Kubernetes)."""
     checks: list[Check] = []
     for v in views:
         ok = v.address is not None and v.resolved == v.address
@@ -72,8 +74,8 @@ def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str,
                         f"recorded {recorded or 'none'}, writable {', '.join(w) or 'none'}"))
     if primary is not None:
         pview = next(v for v in views if v.name == primary)
-        checks.append(Check(f"primary name {primary_fqdn}", primary_resolves_to == pview.address,
-                            f"resolves to {primary_resolves_to or 'nothing'}, primary {primary} is at {pview.address}"))
+        checks.append(Check(f"primary name {primary_fqdn}", primary_name_reaches == primary,
+                            f"reaches {primary_name_reaches or 'nothing'}, the primary is {primary}"))
         if semi_sync:
             checks.append(Check("semi-sync active on the primary", pview.state.semi_sync_source_on,
                                 "acknowledged commits" if pview.state.semi_sync_source_on

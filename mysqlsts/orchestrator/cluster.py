@@ -99,13 +99,22 @@ class Cluster:
     def verify(self) -> list[Check]:
         views = self.observe()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
-                               resolve(self.platform.primary_fqdn()), self.values["health"]["maxLagSeconds"],
-                               semi_sync_on(self.values))
+                               self.reached_through(self.platform.primary_fqdn()),
+                               self.values["health"]["maxLagSeconds"], semi_sync_on(self.values))
         if observed_primary(views) is not None and all(c.ok for c in checks):
             checks.extend(self.canary(views))
         elif observed_primary(views) is not None:
             checks.append(Check("canary row reaches every replica", False, "skipped: earlier checks failed"))
         return checks
+
+    def reached_through(self, name: str) -> str | None:
+        """Which pod answers on this name: each server reports its own per-pod name."""
+        try:
+            with self.connect(name) as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@GLOBAL.report_host")
+                return pod_of(cur.fetchone()[0] or "") or None
+        except pymysql.MySQLError:
+            return None
 
     def canary(self, views: list[PodView]) -> list[Check]:
         """Write through the primary name, read back from every replica through its own name."""

@@ -153,9 +153,10 @@ class KubernetesPlatform:
     # -- pods ----------------------------------------------------------------------------
 
     def pods(self) -> list[PodInfo]:
-        sts = self._sts()
-        replicas = (sts or {}).get("spec", {}).get("replicas", 0)
-        domain = self.values()["clusterDomain"] if sts else "cluster.local"
+        sts = self._sts() or {}
+        replicas = sts.get("spec", {}).get("replicas", 0)
+        recorded = (sts.get("metadata", {}).get("annotations") or {}).get(VALUES_ANNOTATION)
+        domain = json.loads(recorded)["clusterDomain"] if recorded else "cluster.local"
         pods = {p["metadata"]["name"]: p for p in self.api.list("Pod", self.pod_selector).get("items") or []}
         claims = {c["metadata"]["name"] for c in self.api.list("PersistentVolumeClaim", self.pod_selector)
                   .get("items") or []}
