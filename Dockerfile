@@ -9,7 +9,12 @@ FROM alpine:3.20 AS socat
 ARG SOCAT_VERSION=1.8.0.1
 RUN apk add --no-cache build-base linux-headers curl
 WORKDIR /src
-RUN curl -fsSL "http://www.dest-unreach.org/socat/download/socat-${SOCAT_VERSION}.tar.gz" | tar -xz --strip-components=1 \
+# Superseded releases move to Archive/: try both, so a pinned version keeps building.
+RUN for url in "http://www.dest-unreach.org/socat/download/Archive/socat-${SOCAT_VERSION}.tar.gz" \
+               "http://www.dest-unreach.org/socat/download/socat-${SOCAT_VERSION}.tar.gz"; do \
+      curl -fsSL -o socat.tar.gz "$url" && break; \
+    done \
+ && tar -xzf socat.tar.gz --strip-components=1 \
  && ./configure --disable-openssl --disable-readline --disable-libwrap LDFLAGS=-static \
  && make socat \
  && strip socat \

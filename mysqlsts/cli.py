@@ -22,6 +22,8 @@ def _values_options(p: argparse.ArgumentParser) -> None:
 
 
 def _target_options(p: argparse.ArgumentParser, values: bool = False) -> None:
+    # Set by an in-cluster step that runs while its caller holds the cluster lock.
+    p.add_argument("--caller-holds-lock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--target", choices=["local", "kubernetes"],
                    help="where the cluster runs (default: kubernetes when a kubeconfig context exists, else local)")
     p.add_argument("--name", help="cluster name (default: from values, 'mysql')")
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bootstrap", cluster.bootstrap_cmd, "create or converge a cluster and verify it")
     _target_options(p, values=True)
     p.add_argument("--replicas", type=int, help="shorthand for --set replicas=N")
+    p.add_argument("--controller", action="store_true",
+                   help="shorthand for --set controller.enabled=true: automatic failover in the background")
     p.add_argument("--timeout", type=float, default=600, metavar="SECONDS", help="give up after this long")
     _output_option(p, ["table", "json"])
 
@@ -89,6 +93,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
     _output_option(p, ["table", "json"])
 
+    p = add("switchover", cluster.switchover_cmd,
+            "planned change of primary: fence, catch up, promote, repoint; prints the write-unavailable window")
+    _target_options(p)
+    p.add_argument("--to", metavar="POD", help="the replica to promote (default: the most caught-up healthy one)")
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
+    _output_option(p, ["table", "json"])
+
+    p = add("failover", cluster.failover_cmd,
+            "unplanned: the primary is unreachable; promote the replica holding every transaction")
+    _target_options(p)
+    p.add_argument("--to", metavar="POD", help="the replica to promote (still checked for safety)")
+    p.add_argument("--force", action="store_true", help="promote even when transactions would be lost (listed)")
+    p.add_argument("--if-no-primary", action="store_true",
+                   help="only act when no node is writable (recovery after restarts); otherwise do nothing")
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
+    _output_option(p, ["table", "json"])
+
+    p = add("controller", cluster.controller_cmd,
+            "automatic failover: watch the primary and fail over when it is lost (runs until stopped)")
+    _target_options(p)
+    p.add_argument("--check-interval", type=float, metavar="SECONDS",
+                   help="seconds between checks (default: controller.checkIntervalSeconds, 1)")
+
+    p = add("reclone", cluster.reclone_cmd, "rebuild a pod's data from a healthy donor (e.g. a quarantined pod)")
+    _target_options(p)
+    p.add_argument("pod", help="pod name, e.g. mysql-2")
+    p.add_argument("--timeout", type=float, default=900, metavar="SECONDS")
+    _output_option(p, ["table", "json"])
+
     p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
     _target_options(p)
     p.add_argument("--delete-data", action="store_true", help="also delete every pod's data")
@@ -97,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _positive(args: argparse.Namespace) -> list[str]:
     problems = []
-    for field in ("replicas", "timeout"):
+    for field in ("replicas", "timeout", "check_interval"):
         value = getattr(args, field, None)
         if value is not None and value < (1 if field == "replicas" else 0.001):
-            problems.append(f"--{field}: must be {'an integer >= 1' if field == 'replicas' else '> 0'}, got {value}")
+            flag = field.replace("_", "-")
+            problems.append(f"--{flag}: must be {'an integer >= 1' if field == 'replicas' else '> 0'}, got {value}")
     return problems
 
 

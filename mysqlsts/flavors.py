@@ -26,6 +26,7 @@ class Flavor:
     # MySQL makes itself a TLS certificate and its caching_sha2_password wants TLS over TCP.
     # The MariaDB servers have no TLS configured, and probing for it costs ~30 ms a connection.
     client_tls: bool
+    origin_sql: str  # how a server names the transactions it originates
 
     def __str__(self) -> str:
         return self.name
@@ -50,6 +51,7 @@ MYSQL = Flavor(
     semi_sync_source_status="Rpl_semi_sync_source_status",
     super_read_only_var="super_read_only",
     client_tls=True,
+    origin_sql="@@GLOBAL.server_uuid",
 )
 
 MARIADB = Flavor(
@@ -72,6 +74,7 @@ MARIADB = Flavor(
     semi_sync_source_status="Rpl_semi_sync_master_status",
     super_read_only_var=None,
     client_tls=False,
+    origin_sql="@@GLOBAL.server_id",
 )
 
 FLAVORS = {f.name: f for f in (MYSQL, MARIADB)}

@@ -13,7 +13,11 @@ if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
 else
   kind create cluster --name "$KIND_CLUSTER" --config scripts/kind/cluster.yaml --wait 180s
 fi
-docker build -t "$MYSQLSTS_IMAGE" .
-kind load docker-image "$MYSQLSTS_IMAGE" --name "$KIND_CLUSTER"
+docker build --provenance=false -t "$MYSQLSTS_IMAGE" .
+# Through an archive: `kind load docker-image` fails with Docker's containerd image store.
+archive=$(mktemp --suffix=.tar)
+trap 'rm -f "$archive"' EXIT
+docker save -o "$archive" "$MYSQLSTS_IMAGE"
+kind load image-archive "$archive" --name "$KIND_CLUSTER"
 kubectl --context "$KIND_CONTEXT" wait --for=condition=Ready nodes --all --timeout=180s
 kubectl --context "$KIND_CONTEXT" get nodes -o wide

@@ -192,7 +192,7 @@ async def test_the_lock_is_a_lease_and_a_conflict_means_someone_else_holds_it(km
         await hold_lock(kmock)
     assert "took the lock on cluster 'mysql' first" in e.value.problems[0]
     (create,) = list(kmock["post"])
-    assert create.data["spec"]["leaseDurationSeconds"] == 900
+    assert create.data["spec"]["leaseDurationSeconds"] == 1800
     assert create.data["spec"]["holderIdentity"]
 
 

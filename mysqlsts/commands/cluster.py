@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,11 @@ def existing(args: argparse.Namespace) -> tuple[Any, Cluster]:
     cluster = Cluster(platform, platform.values())
     announce(args, platform.describe())
     return platform, cluster
+
+
+def locked(platform, args: argparse.Namespace):
+    """The cluster lock, unless an in-cluster step runs for a caller that holds it."""
+    return nullcontext() if getattr(args, "caller_holds_lock", False) else platform.lock()
 
 
 def in_cluster_report(platform, cluster: Cluster, args: list[str], timeout: float,
@@ -117,9 +124,11 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         sets.append(f"name={args.name}")
     if args.namespace:
         sets.append(f"namespace={args.namespace}")
+    if args.controller:
+        sets.append("controller.enabled=true")
     values = chart_values.load(args.values_files, sets)
     platform = platform_for(args, values["name"], values["namespace"])
-    if platform.exists() and not args.values_files and not args.sets and args.replicas is None:
+    if platform.exists() and not args.values_files and not args.sets and args.replicas is None and not args.controller:
         stored = platform.values()  # re-running plain bootstrap keeps the cluster's own values
         values = {**stored, "auth": values["auth"]}
     announce(args, platform.describe())
@@ -134,6 +143,9 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         if not changes and not started:
             output.progress("nothing to change: every object is as rendered and every pod is ready")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
+        change = platform.ensure_controller(values)
+        if change:
+            output.progress(change)
     return print_checks({**report, "started": started}, args)
 
 
@@ -172,7 +184,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     values = chart_values.check({**cluster.values, "auth": {k: "" for k in cluster.values["auth"]},
                                  "replicas": args.replicas})
-    with platform.lock():
+    with locked(platform, args):
         old = cluster.values["replicas"]
         removed = cluster.removable(args.replicas)
         passwords = platform.passwords()
@@ -187,7 +199,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
 
 def restart_pod_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    with platform.lock():
+    with locked(platform, args):
         cluster.restart_pod(args.pod, args.timeout)
         announce(args, f"{args.pod} restarted")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
@@ -204,3 +216,66 @@ def destroy_cmd(args: argparse.Namespace) -> int:
         platform.destroy(args.delete_data)
     output.line(f"cluster {name} destroyed" + (" with its data" if args.delete_data else "; data kept"))
     return 0
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
+    if args_json(args):
+        output.document(report)
+    else:
+        output.table(report.get("operation", "result"), ["field", "value"],
+                     [[k, json.dumps(v) if isinstance(v, (dict, list)) else v] for k, v in report.items()])
+    return 0
+
+
+def roles_of(cluster: Cluster):
+    from mysqlsts.orchestrator.failover import Roles
+
+    return Roles(cluster)
+
+
+def switchover_cmd(args: argparse.Namespace) -> int:
+    platform, cluster = existing(args)
+    remote = ["switchover"] + (["--to", args.to] if args.to else [])
+    if platform.inside:
+        with locked(platform, args):
+            platform.enter_network()
+            report = roles_of(cluster).switchover(args.to)
+    else:
+        report = platform.run_in_cluster(cluster.values, remote, args.timeout)
+    return print_report(report, args)
+
+
+def failover_cmd(args: argparse.Namespace) -> int:
+    platform, cluster = existing(args)
+    flags = {"--force": args.force, "--if-no-primary": args.if_no_primary,
+             "--caller-holds-lock": args.caller_holds_lock}
+    remote = ["failover", *(["--to", args.to] if args.to else []), *(f for f, on in flags.items() if on)]
+    if not platform.inside:
+        return print_report(platform.run_in_cluster(cluster.values, remote, args.timeout), args)
+    with locked(platform, args):
+        platform.enter_network()
+        roles = roles_of(cluster)
+        if args.if_no_primary:
+            report = roles.recover() or {"operation": "none", "reason": "a writable primary answers"}
+        else:
+            report = roles.failover(args.to, args.force)
+    return print_report(report, args)
+
+
+def controller_cmd(args: argparse.Namespace) -> int:
+    from mysqlsts.orchestrator.controller import main_loop
+
+    platform, cluster = existing(args)
+    if args.check_interval is not None:
+        cluster.values["controller"]["checkIntervalSeconds"] = args.check_interval
+    platform.enter_network()
+    return main_loop(cluster)
+
+
+def reclone_cmd(args: argparse.Namespace) -> int:
+    platform, cluster = existing(args)
+    with locked(platform, args):
+        cluster.reclone(args.pod, args.timeout)
+        announce(args, f"{args.pod} re-cloned")
+        report = verification(platform, cluster, publish=True, timeout=args.timeout)
+    return print_checks(report, args)

@@ -23,6 +23,8 @@ class ServerState:
     last_error: str
     semi_sync_source_on: bool  # the source is waiting for acknowledgements
     semi_sync_replica_on: bool
+    retrieved: str = ""  # transactions received into the relay log (applied or not)
+    origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): the name of its own transactions
 
     @property
     def writable(self) -> bool:
@@ -30,9 +32,10 @@ class ServerState:
 
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
-            database: str | None = None):
+            database: str | None = None, read_timeout: float | None = None):
+    read_timeout = read_timeout or timeout + 2
     return pymysql.connect(host=host, port=port, user=OPERATOR_USER, password=password, database=database,
-                           connect_timeout=timeout, read_timeout=timeout + 2, write_timeout=timeout + 2,
+                           connect_timeout=timeout, read_timeout=read_timeout, write_timeout=read_timeout,
                            autocommit=True, ssl_disabled=not flavor.client_tls)
 
 
@@ -47,8 +50,9 @@ def observe(conn, flavor: Flavor) -> ServerState:
         replica = cur.fetchone()
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name = %s", (flavor.semi_sync_source_status,))
         source_status = cur.fetchone()
-        cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_replica_var} AS v")
-        replica_on = bool(int(cur.fetchone()["v"]))
+        cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_replica_var} AS v, {flavor.origin_sql} AS origin")
+        extra = cur.fetchone()
+        replica_on = bool(int(extra["v"]))
 
     def field(mysql_name: str, mariadb_name: str):
         if not replica:
@@ -56,6 +60,7 @@ def observe(conn, flavor: Flavor) -> ServerState:
         return replica.get(mysql_name if flavor.name == "mysql" else mariadb_name)
 
     lag = field("Seconds_Behind_Source", "Seconds_Behind_Master")
+    retrieved = str(field("Retrieved_Gtid_Set", "Gtid_IO_Pos") or "").replace("\n", "")
     errors = [str(field(a, b) or "") for a, b in (("Last_IO_Error", "Last_IO_Error"),
                                                   ("Last_SQL_Error", "Last_SQL_Error"))]
     return ServerState(
@@ -69,4 +74,6 @@ def observe(conn, flavor: Flavor) -> ServerState:
         last_error="; ".join(e for e in errors if e),
         semi_sync_source_on=bool(source_status) and str(source_status["Value"]).upper() == "ON",
         semi_sync_replica_on=replica_on,
+        retrieved=retrieved,
+        origin=str(extra["origin"]),
     )

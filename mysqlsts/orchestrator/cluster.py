@@ -23,6 +23,8 @@ from mysqlsts.platform.base import Platform
 
 CANARY_TABLE = "mysqlsts.canary"
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
+PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
+RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's sidecar unfences it sooner; a restarted one needs us
 
 
 def resolve(name: str) -> str | None:
@@ -30,6 +32,12 @@ def resolve(name: str) -> str | None:
         return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
     except OSError:
         return None
+
+
+def create_canary_table(cur) -> None:
+    cur.execute("CREATE DATABASE IF NOT EXISTS mysqlsts")
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {CANARY_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
 
 
 class Cluster:
@@ -47,18 +55,19 @@ class Cluster:
             self._passwords = self.platform.passwords()
         return self._passwords
 
-    def connect(self, host: str, timeout: float = 3.0):
-        return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout)
+    def connect(self, host: str, timeout: float = 3.0, read_timeout: float | None = None):
+        return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout,
+                       read_timeout=read_timeout)
 
     # -- observation -----------------------------------------------------------------------
 
-    def observe(self) -> list[PodView]:
+    def observe(self, timeout: float = 3.0) -> list[PodView]:
         views = []
         for pod in self.platform.pods():
             state, error = None, ""
             if pod.running:
                 try:
-                    with self.connect(pod.fqdn) as conn:
+                    with self.connect(pod.fqdn, timeout) as conn:
                         state = observe(conn, self.flavor)
                 except pymysql.MySQLError as e:
                     error = str(e.args[-1]) if e.args else str(e)
@@ -99,7 +108,7 @@ class Cluster:
     def verify(self) -> list[Check]:
         views = self.observe()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
-                               self.reached_through(self.platform.primary_fqdn()),
+                               self.reached_through(self.platform.primary_fqdn(), observed_primary(views)),
                                self.values["health"]["maxLagSeconds"], semi_sync_on(self.values))
         if observed_primary(views) is not None and all(c.ok for c in checks):
             checks.extend(self.canary(views))
@@ -107,23 +116,28 @@ class Cluster:
             checks.append(Check("canary row reaches every replica", False, "skipped: earlier checks failed"))
         return checks
 
-    def reached_through(self, name: str) -> str | None:
-        """Which pod answers on this name: each server reports its own per-pod name."""
-        try:
-            with self.connect(name) as conn, conn.cursor() as cur:
-                cur.execute("SELECT @@GLOBAL.report_host")
-                return pod_of(cur.fetchone()[0] or "") or None
-        except pymysql.MySQLError:
-            return None
+    def reached_through(self, name: str, expected: str | None) -> str | None:
+        """Which pod answers on this name (each server reports its own per-pod name). A name that
+        just moved may lag a little (a Service's endpoints follow labels), so wait for `expected`."""
+        deadline = time.monotonic() + PRIMARY_NAME_WAIT_SECONDS
+        while True:
+            reached = None
+            try:
+                with self.connect(name, timeout=2.0) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT @@GLOBAL.report_host")
+                    reached = pod_of(cur.fetchone()[0] or "") or None
+            except pymysql.MySQLError:
+                pass
+            if reached == expected or expected is None or time.monotonic() > deadline:
+                return reached
+            time.sleep(0.25)
 
     def canary(self, views: list[PodView]) -> list[Check]:
         """Write through the primary name, read back from every replica through its own name."""
         token = uuid.uuid4().hex
         try:
             with self.connect(self.platform.primary_fqdn()) as conn, conn.cursor() as cur:
-                cur.execute("CREATE DATABASE IF NOT EXISTS mysqlsts")
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {CANARY_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                            "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
+                create_canary_table(cur)
                 cur.execute(f"DELETE FROM {CANARY_TABLE} WHERE written_at < NOW() - INTERVAL 1 DAY")
                 cur.execute(f"INSERT INTO {CANARY_TABLE} (token) VALUES (%s)", (token,))
         except pymysql.MySQLError as e:
@@ -154,11 +168,22 @@ class Cluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def wait_ready(self, names: list[str], deadline: float) -> None:
+        """Wait for pods to turn ready. A primary that restarted comes back fenced and can only
+        turn ready once promoted: when it has been up but not ready for a while, recover."""
         last: dict[str, str] = {}
         started = time.monotonic()
         pending = set(names)
+        fenced_since: float | None = None
         while pending:
             pods = {p.name: p for p in self.platform.pods()}
+            primary = pods.get(self.platform.recorded_primary() or "")
+            if primary is not None and primary.started and not primary.ready:
+                fenced_since = fenced_since or time.monotonic()
+                if time.monotonic() - fenced_since >= RECOVER_AFTER_SECONDS:
+                    self.recover()
+                    fenced_since = None
+            else:
+                fenced_since = None
             for name in sorted(pending):
                 pod = pods[name]
                 phase = "ready" if pod.ready else pod.phase
@@ -179,6 +204,16 @@ class Cluster:
                 raise OperationFailed(lines)
             if pending:
                 time.sleep(self.platform.poll_interval)
+
+    def recover(self) -> None:
+        """No writable primary: promote the node that holds everything (where SQL reaches the pods)."""
+        if self.platform.inside:
+            from mysqlsts.orchestrator.failover import Roles
+
+            self.platform.enter_network()
+            Roles(self).recover()
+        else:
+            self.platform.run_in_cluster(self.values, ["failover", "--if-no-primary", "--caller-holds-lock"], 120)
 
     def converge(self, timeout: float) -> list[str]:
         """Bring every wanted pod up and wait until all are ready. Pods that hold data start
@@ -224,6 +259,20 @@ class Cluster:
             self.platform.stop_pod(name)
             if delete_data:
                 self.platform.delete_pod_data(name)
+
+    def reclone(self, name: str, timeout: float) -> None:
+        """Throw a pod's data away and clone it again from a healthy donor (a quarantined pod)."""
+        pods = {p.name: p for p in self.platform.pods()}
+        if name not in pods or pods[name].ordinal >= self.values["replicas"]:
+            raise OperationFailed(f"no pod {name!r} in cluster {self.platform.name!r}")
+        if name == self.platform.recorded_primary():
+            raise OperationFailed(f"{name} is the primary; switch over first")
+        progress(f"{name}: stopping and deleting its data to clone it again")
+        self.platform.stop_pod(name)
+        self.platform.delete_pod_data(name)
+        progress(f"{name}: starting (it clones from a healthy donor)")
+        self.platform.start_pod(name)
+        self.wait_ready([name], time.monotonic() + timeout)
 
     def restart_pod(self, name: str, timeout: float) -> None:
         pods = {p.name: p for p in self.platform.pods()}

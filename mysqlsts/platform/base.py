@@ -7,6 +7,7 @@ reach pods by their per-pod DNS names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ class PodInfo:
     restarts: int
     has_data: bool
     quarantined: bool = False  # holds errant transactions; out of service until re-cloned
+    started: bool = False  # the server container passed its startup probe (the server answers)
 
 
 class Platform(Protocol):
@@ -35,6 +37,8 @@ class Platform(Protocol):
     def describe(self) -> str: ...
     def exists(self) -> bool: ...
     def lock(self) -> AbstractContextManager[None]: ...  # one mutating command per cluster
+    def leadership(self) -> AbstractContextManager[Callable[[], None]]: ...  # one controller; yields renew
+    def ensure_controller(self, values: dict[str, Any]) -> str | None: ...  # run it when values enable it
 
     # values and Secret as last applied
     def values(self) -> dict[str, Any]: ...
@@ -47,6 +51,8 @@ class Platform(Protocol):
     def start_pod(self, name: str) -> None: ...
     def stop_pod(self, name: str) -> None: ...
     def delete_pod_data(self, name: str) -> None: ...
+    def kill_server(self, name: str) -> None: ...  # fence by force: it can only come back fenced
+    def quarantine(self, name: str, reason: str) -> None: ...
 
     # who the primary is: recorded, and published under the primary name
     def set_primary(self, name: str | None) -> None: ...

@@ -87,6 +87,7 @@ else
 fi
 
 record_primary "$POD_NAME"
+touch "$BOOTSTRAP_MARKER"
 mv "$STAGING_DIR" "$DATA_DIR"
 sync "$PV_DIR" 2>/dev/null || sync
 cp "$CONFIG_SRC/primary.cnf" "$CONF_DIR/role.cnf"

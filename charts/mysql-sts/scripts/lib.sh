@@ -24,6 +24,7 @@ STAGING_DIR=$PV_DIR/staging    # clone or initialization in progress; wiped on s
 CLONE_GTID_FILE=$PV_DIR/clone-gtid        # GTID position of a fresh clone, applied once
 RECORDED_PRIMARY_FILE=$PV_DIR/recorded-primary  # the primary this pod last followed (or itself)
 QUARANTINE_FILE=$PV_DIR/quarantined       # errant transactions found: never rejoin by itself
+BOOTSTRAP_MARKER=$PV_DIR/bootstrap-primary # init-mysql just created the first primary: the sidecar may unfence it once
 SOCKET=$RUN_DIR/mysqld.sock
 OPERATOR_USER=mysqlsts
 REPLICATION_USER=repl

@@ -3,16 +3,14 @@
 # say (never from its ordinal), then serve authenticated clone streams.
 #
 # Role at start, in order:
-#   1. exactly one peer is writable      -> replicate from it (unless errant)
-#   2. the peers replicate from pod X    -> X is the primary: if X is this pod,
-#                                           it is the primary coming back, so
-#                                           lift the fence; else wait for X
-#                                           (or for a failover)
-#   3. nobody says anything and this pod recorded itself as primary (a fresh
-#      bootstrap, or a one-pod cluster)  -> lift the fence
-#   4. otherwise                         -> stay fenced and keep asking
-# After that the sidecar never promotes: switchover and failover are the
-# orchestrator's, so a fenced old primary cannot unfence itself.
+#   1. exactly one peer is writable -> replicate from it, unless this pod holds
+#      transactions that peer lacks (errant): then quarantine and stay fenced
+#   2. this pod initialized the cluster's first primary a moment ago (its
+#      init-mysql left the bootstrap marker) and no peer answers -> lift the fence
+#   3. otherwise -> stay fenced and keep asking
+# The sidecar never promotes a server that held data before: a restarted
+# primary stays fenced until the orchestrator (CLI or controller) decides who
+# is primary, so an old primary cannot unfence itself during a failover.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -140,24 +138,12 @@ settle_role() {
     join_primary "${writable[0]}" "$writable_gtid"
     return
   fi
-  if ((${#followed[@]} > 0)); then
-    local first=${followed[0]} f
-    for f in "${followed[@]}"; do
-      [[ $f == "$first" ]] || { log "peers follow different primaries (${followed[*]}); waiting"; return 1; }
-    done
-    if [[ $first == "$POD_NAME" ]]; then
-      promote_self
-      return 0
-    fi
-    log "the primary is $first (per the peers) and it is not writable; waiting for it or for a failover"
-    return 1
+  if ((fresh_primary)) && ((answered == 0)); then
+    promote_self
+    return 0
   fi
-  if [[ $(recorded_primary) == "$POD_NAME" ]]; then
-    if ((answered == 0)); then
-      promote_self
-      return 0
-    fi
-    log "this pod recorded itself as primary, but $answered peer(s) neither write nor replicate; waiting"
+  if ((${#followed[@]} > 0)); then
+    log "no writable peer; the peers follow ${followed[*]}; waiting for the orchestrator to choose a primary"
     return 1
   fi
   log "no primary found among the peers yet ($answered answered); waiting"
@@ -172,6 +158,13 @@ serve_clones() {
 }
 
 socat_pid=""
+# The bootstrap marker counts once, for this start only: a later restart of the
+# same pod is an old primary coming back, which only the orchestrator promotes.
+fresh_primary=0
+if [[ -e $BOOTSTRAP_MARKER ]]; then
+  fresh_primary=1
+  rm -f "$BOOTSTRAP_MARKER"
+fi
 trap '[[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null; exit 0' TERM INT
 
 wait_for_server 600 || die "the server did not answer within 600s"
@@ -193,6 +186,7 @@ settle() {
 uptime() { sql_local -N -e "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'"; }
 
 settle
+fresh_primary=0
 last_uptime=$(uptime 2>/dev/null || echo 0)
 
 # Keep serving clones; record whom this pod follows so a restart finds it.

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -141,9 +142,9 @@ class Api:
                            what=f"creating {kind} {name}")
         return self.client.sanitize_for_serialization(result)
 
-    def delete(self, kind: str, name: str, propagation: str = "Background") -> bool:
+    def delete(self, kind: str, name: str, propagation: str = "Background", grace_seconds: int | None = None) -> bool:
         """True when something was deleted, False when it was gone already."""
-        body = client.V1DeleteOptions(propagation_policy=propagation)
+        body = client.V1DeleteOptions(propagation_policy=propagation, grace_period_seconds=grace_seconds)
         done = self.call("delete", kind, name, self.namespace, body=body, what=f"deleting {kind} {name}",
                          missing_ok=True)
         return done is not None
@@ -180,6 +181,9 @@ class Api:
                 if e.status != 410:
                     raise OperationFailed(explain(e, f"watching {KINDS[kind].plural}")) from e
                 continue  # expired: list again
+            except urllib3.exceptions.HTTPError:
+                time.sleep(0.5)  # the API server dropped the stream (restart, proxy timeout): list again
+                continue
             if time.monotonic() >= deadline:
                 raise TimeoutError
             if not seen:
@@ -190,7 +194,8 @@ class Api:
         remaining = int(max(1, min(WATCH_CHUNK_SECONDS, deadline - time.monotonic())))
         with _closing(watch.Watch()) as w:
             yield from w.stream(self._method("list", kind), self.namespace, resource_version=version,
-                                timeout_seconds=remaining, allow_watch_bookmarks=True, **kwargs)
+                                timeout_seconds=remaining, allow_watch_bookmarks=True,
+                                _request_timeout=(10, remaining + 10), **kwargs)
 
 
 @contextmanager

@@ -25,7 +25,8 @@ ROLE_LABEL = "mysqlsts.io/role"
 VALUES_ANNOTATION = "mysqlsts.io/values"
 PRIMARY_ANNOTATION = "mysqlsts.io/primary"
 TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-LOCK_SECONDS = 900  # a crashed command's lock expires after this long
+LOCK_SECONDS = 1800  # a crashed command's lock expires after this long (longer than any command's timeout)
+LEADER_SECONDS = 15  # a controller that stops renewing loses the lead after this long
 # Kinds a release may stop rendering (a feature switched off): pruned when absent.
 PRUNABLE = ("Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget")
 
@@ -90,39 +91,62 @@ class KubernetesPlatform:
     @contextmanager
     def lock(self):
         """One mutating command per cluster at a time: a Lease that expires if its holder dies."""
-        name, holder = f"{self.name}-mysqlsts-lock", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        with self._lease(f"{self.name}-mysqlsts-lock", LOCK_SECONDS, "mysqlsts command"):
+            yield
+
+    @contextmanager
+    def leadership(self):
+        """Exactly one active controller: a Lease renewed at every check; yields the renew function."""
+        with self._lease(f"{self.name}-mysqlsts-controller", LEADER_SECONDS, "controller") as renew:
+            yield renew
+
+    @contextmanager
+    def _lease(self, name: str, seconds: int, what: str):
+        holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         now = datetime.now(UTC)
-        spec = {"holderIdentity": holder, "leaseDurationSeconds": LOCK_SECONDS,
-                "acquireTime": _micro(now), "renewTime": _micro(now)}
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "labels": selector({"name": self.name})}, "spec": spec}
+                 "metadata": {"name": name, "labels": selector({"name": self.name})},
+                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                          "acquireTime": _micro(now), "renewTime": _micro(now)}}
         current = self.api.get("Lease", name)
         if current is None:
-            self._take(lambda: self.api.create(lease))
+            held = self._take(lambda: self.api.create(lease), what)
         else:
-            held = current.get("spec") or {}
-            renewed = _parse_time(held.get("renewTime"))
-            if held.get("holderIdentity") and renewed and now - renewed < timedelta(
-                    seconds=held.get("leaseDurationSeconds") or LOCK_SECONDS):
-                raise OperationFailed(f"another mysqlsts command ({held['holderIdentity']}) is working on cluster "
-                                      f"{self.name!r}; its lock expires at "
-                                      f"{renewed + timedelta(seconds=held.get('leaseDurationSeconds', 0))}")
+            spec = current.get("spec") or {}
+            renewed = _parse_time(spec.get("renewTime"))
+            expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
+            if spec.get("holderIdentity") and expires and now < expires:
+                raise OperationFailed(f"another {what} ({spec['holderIdentity']}) is working on cluster "
+                                      f"{self.name!r}; its lock expires at {expires}")
             lease["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
-                                             what=f"taking over the expired lock {name}"))
+            held = self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
+                                                    what=f"taking over the expired lock {name}"), what)
+
+        def renew() -> None:
+            nonlocal held
+            held["spec"]["renewTime"] = _micro(datetime.now(UTC))
+            held = self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, held,
+                                                    what=f"renewing {name}"), what)
+            held = self.api.client.sanitize_for_serialization(held) if not isinstance(held, dict) else held
+
         try:
-            yield
+            yield renew
         finally:
             self.api.delete("Lease", name)
 
-    def _take(self, attempt) -> None:
+    def _take(self, attempt, what: str) -> dict[str, Any]:
         try:
-            attempt()
+            result = attempt()
         except OperationFailed as e:
             if "conflict" in str(e):
-                raise OperationFailed(f"another mysqlsts command took the lock on cluster {self.name!r} "
+                raise OperationFailed(f"another {what} took the lock on cluster {self.name!r} "
                                       "first; try again when it is done") from e
             raise
+        return result if isinstance(result, dict) else self.api.client.sanitize_for_serialization(result)
+
+    def ensure_controller(self, values: dict[str, Any]) -> str | None:
+        """Nothing to do: the chart's controller Deployment is applied with everything else."""
+        return None
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -174,7 +198,9 @@ class KubernetesPlatform:
                 running=pod is None or status.get("phase") not in ("Succeeded", "Failed"),
                 ready=any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []),
                 phase=pod_phase(pod), restarts=sum(s.get("restartCount", 0) for s in statuses),
-                has_data=f"data-{name}" in claims, quarantined=labels.get(ROLE_LABEL) == "quarantined"))
+                has_data=f"data-{name}" in claims, quarantined=labels.get(ROLE_LABEL) == "quarantined",
+                started=any(s.get("name") == "mysql" and s.get("started") for s in status.get("containerStatuses")
+                            or [])))
         return out
 
     def fqdn(self, pod: str, domain: str) -> str:
@@ -199,6 +225,14 @@ class KubernetesPlatform:
 
     def delete_pod_data(self, name: str) -> None:
         self.api.delete("PersistentVolumeClaim", f"data-{name}")
+
+    def kill_server(self, name: str) -> None:
+        """Delete the pod at once (grace 0): the StatefulSet re-creates it, and it boots fenced."""
+        self.api.delete("Pod", name, grace_seconds=0)
+
+    def quarantine(self, name: str, reason: str) -> None:
+        self.api.patch("Pod", name, {"metadata": {"labels": {ROLE_LABEL: "quarantined"},
+                                                  "annotations": {"mysqlsts.io/quarantined": reason[:1000]}}})
 
     # -- primary -------------------------------------------------------------------------
 
@@ -361,7 +395,9 @@ def _finished(job: dict[str, Any] | None, *how: str) -> bool:
 
 
 def _micro(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 with microseconds, as Lease times must be; never a zero fraction, which the
+    client's round trip through datetime would drop."""
+    return t.replace(microsecond=t.microsecond or 1).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: str | None) -> datetime | None:

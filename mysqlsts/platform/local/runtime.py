@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,9 +22,10 @@ from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.local import netns, procs
 from mysqlsts.platform.local.dns import ClusterDNS
 from mysqlsts.platform.local.layout import ClusterLayout
-from mysqlsts.state import read_json, write_json
+from mysqlsts.state import read_json, write_atomic, write_json
 
 SUPERVISOR = "mysqlsts.platform.local.supervisor"
+CONTROLLER = "mysqlsts controller"
 FIRST_HOST, LAST_HOST = 10, 250
 
 
@@ -76,6 +78,41 @@ class LocalPlatform:
             except BlockingIOError:
                 raise OperationFailed(f"another mysqlsts command is working on cluster {self.name!r}") from None
             yield
+
+    @contextmanager
+    def leadership(self):
+        """Exactly one controller per cluster: an flock held for the controller's life."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.root / "controller.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OperationFailed(f"another controller is active for cluster {self.name!r}") from None
+            yield lambda: None
+
+    # -- the controller, like the chart's Deployment ------------------------------------------
+
+    @property
+    def _controller_pid_file(self) -> Path:
+        return self.layout.root / "controller.pid"
+
+    def ensure_controller(self, values: dict[str, Any]) -> str | None:
+        """Run a background controller when values enable it (and stop it when they do not)."""
+        pid = procs.live_pid(self._controller_pid_file, CONTROLLER)
+        if not values["controller"]["enabled"]:
+            if pid:
+                procs.stop_group(pid, grace=10)
+                self._controller_pid_file.unlink(missing_ok=True)
+                return "controller stopped"
+            return None
+        if pid:
+            return None
+        log = (self.layout.root / "controller.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "mysqlsts", "controller", "--target", "local",
+                                 "--name", self.name, "--state-dir", str(self.layout.root.parent)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/")
+        write_atomic(self._controller_pid_file, f"{proc.pid}\n")
+        return f"controller started (pid {proc.pid}, log {self.layout.root / 'controller.log'})"
 
     def _dns(self, values: dict[str, Any] | None = None) -> ClusterDNS:
         values = values or self.values()
@@ -148,7 +185,8 @@ class LocalPlatform:
                 running=running, ready=running and bool(status.get("ready")),
                 phase=status.get("phase", "Pending") if running else ("Stopped" if status else "Absent"),
                 restarts=sum(c.get("restarts", 0) for c in status.get("containers", {}).values()),
-                has_data=(pod.pv / "data").is_dir(), quarantined=(pod.pv / "quarantined").exists()))
+                has_data=(pod.pv / "data").is_dir(), quarantined=(pod.pv / "quarantined").exists(),
+                started=running and bool(status.get("serverStarted"))))
         return out
 
     def _supervisor(self, name: str) -> int | None:
@@ -204,6 +242,19 @@ class LocalPlatform:
     def delete_pod_data(self, name: str) -> None:
         shutil.rmtree(self.layout.pod(name).dir, ignore_errors=True)
 
+    def kill_server(self, name: str) -> None:
+        """SIGKILL the server container (stopped or hung, it dies); its pod restarts it, fenced."""
+        status_file = self.layout.pod(name).status_file
+        status = read_json(status_file) if status_file.is_file() else {}
+        pid = status.get("containers", {}).get("mysql", {}).get("pid")
+        if pid and procs.alive(pid, flavors.get(self.values()["flavor"]).server):
+            os.kill(pid, signal.SIGKILL)
+
+    def quarantine(self, name: str, reason: str) -> None:
+        pv = self.layout.pod(name).pv
+        if pv.is_dir():
+            write_atomic(pv / "quarantined", reason + "\n")
+
     # -- primary -------------------------------------------------------------------------
 
     def set_primary(self, name: str | None) -> None:
@@ -242,6 +293,10 @@ class LocalPlatform:
         return lines
 
     def destroy(self, delete_data: bool) -> None:
+        pid = procs.live_pid(self._controller_pid_file, CONTROLLER)
+        if pid:
+            procs.stop_group(pid, grace=10)
+        self._controller_pid_file.unlink(missing_ok=True)
         for pod in self.layout.existing_pods():
             pid = procs.read_pid(pod.pid_file)
             if pid and procs.group_alive(pid):

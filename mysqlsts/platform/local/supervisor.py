@@ -228,6 +228,7 @@ class Pod:
                         self.status["ready"] = verdict
                     elif verdict is False:  # startup or liveness: the kubelet restarts the container
                         self.procs[main["name"]].kill()
+            self.status["serverStarted"] = main["name"] in self.procs and probes.started
             self.write_status()
             self.sleep(TICK)
         return self.shutdown()

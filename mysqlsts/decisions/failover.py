@@ -1,0 +1,148 @@
+"""Pure failover decisions over observed nodes: is the primary lost, who may be
+promoted, what would be lost, which nodes hold errant transactions. No I/O:
+the orchestrator observes, these decide, the orchestrator acts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import reduce
+
+from mysqlsts.decisions.gtid import Gtids
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    reachable: bool  # answered SQL just now
+    writable: bool = False
+    executed: Gtids | None = None  # gtid_executed / gtid_current_pos
+    retrieved: Gtids | None = None  # received but maybe not applied yet (relay log)
+    origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): how its own transactions are named
+    source: str | None = None  # the pod it replicates from
+    io_running: bool = False  # the replication receiver is connected to its source
+    lag: int | None = None
+    quarantined: bool = False
+
+    @property
+    def known(self) -> Gtids | None:
+        """Everything this node has, applied or waiting in its relay log."""
+        if self.executed is None:
+            return None
+        return self.executed if self.retrieved is None else self.executed.union(self.retrieved)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    act: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Election:
+    candidate: str | None
+    reason: str
+    lost: dict[str, str] = field(default_factory=dict)  # node -> GTIDs it has that the candidate lacks
+    excluded: dict[str, str] = field(default_factory=dict)  # node -> why it may not be promoted
+
+    @property
+    def safe(self) -> bool:
+        return self.candidate is not None and not self.lost
+
+
+def errant(node: Node, others: list[Node]) -> Gtids | None:
+    """Transactions this node originated itself that none of the others has: written on a
+    replica, or the unacknowledged tail of a primary that was failed over."""
+    if node.executed is None:
+        return None
+    everyone = [o.known for o in others if o.name != node.name and o.known is not None]
+    if not everyone:
+        return None
+    theirs = reduce(lambda a, b: a.union(b), everyone)
+    extra = node.executed.minus(theirs).originated_by(node.origin)
+    return extra or None
+
+
+def primary_lost(nodes: list[Node], primary: str | None) -> Verdict:
+    """The primary is lost only when it does not answer here AND the replicas that answer say
+    they lost it too (their receivers are down): one flaky probe never fails over."""
+    writable = [n for n in nodes if n.reachable and n.writable]
+    if writable:
+        return Verdict(False, f"{', '.join(n.name for n in writable)} is writable")
+    by_name = {n.name: n for n in nodes}
+    p = by_name.get(primary or "")
+    if p is not None and p.reachable:
+        return Verdict(True, f"{primary} answers but is fenced (it restarted): no writable node")
+    replicas = [n for n in nodes if n.name != primary and n.reachable and not n.quarantined]
+    if not replicas:
+        return Verdict(False, f"{primary or 'the primary'} does not answer, and neither does any replica")
+    connected = [n.name for n in replicas if n.io_running and n.source == primary]
+    if connected:
+        return Verdict(False, f"{primary} does not answer here, but {', '.join(connected)} still "
+                              "receive from it: not failing over on this alone")
+    return Verdict(True, f"{primary or 'the primary'} does not answer, and no replica receives from it "
+                         f"({', '.join(n.name for n in replicas)} confirm)")
+
+
+def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) -> Election:
+    """The node to promote: the one holding everything any node has (so no acknowledged
+    write is lost), never an errant or quarantined node, never one lagging beyond max_lag.
+    `to` forces the choice (it is still checked); lost GTIDs are reported, never hidden."""
+    excluded: dict[str, str] = {}
+    eligible = []
+    for n in nodes:
+        if not n.reachable or n.known is None:
+            excluded[n.name] = "does not answer"
+        elif n.quarantined:
+            excluded[n.name] = "quarantined"
+        elif (e := errant(n, nodes)) is not None:
+            excluded[n.name] = f"errant transactions {e}"
+        elif max_lag is not None and n.lag is not None and n.lag > max_lag and not n.writable:
+            excluded[n.name] = f"lags {n.lag}s (limit {max_lag}s)"
+        else:
+            eligible.append(n)
+    if to is not None:
+        if to in excluded:
+            return Election(None, f"{to} cannot be promoted: {excluded[to]}", excluded=excluded)
+        if to not in {n.name for n in eligible}:
+            return Election(None, f"{to} is not a pod of this cluster", excluded=excluded)
+        chosen = next(n for n in eligible if n.name == to)
+    elif not eligible:
+        return Election(None, "no node may be promoted", excluded=excluded)
+    else:
+        # Most transactions first; among equals the current source of the others (no repointing
+        # of anything), then the lowest ordinal for a stable answer.
+        sources = {n.source for n in nodes if n.source}
+        chosen = max(eligible, key=lambda n: (n.known.count(), n.name in sources, -_ordinal(n.name)))
+    lost = {}
+    for n in nodes:
+        if n.name == chosen.name or n.known is None:
+            continue
+        missing = n.known.minus(chosen.known)
+        if (e := errant(n, nodes)) is not None:
+            missing = missing.minus(e)  # its own stray writes: quarantined, never replicated
+        if missing:
+            lost[n.name] = str(missing)
+    reason = (f"{chosen.name} holds every transaction any node has" if not lost
+              else f"{chosen.name} lacks transactions other nodes have")
+    return Election(chosen.name, reason, lost=lost, excluded=excluded)
+
+
+def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None) -> Election:
+    """Planned: the most caught-up healthy replica (or `to`) of a healthy primary."""
+    replicas = [n for n in nodes if n.name != primary]
+    broken = {n.name: "not replicating from the primary" for n in replicas
+              if n.reachable and not n.quarantined and (n.source != primary or not n.io_running)}
+    if to is not None and to == primary:
+        return Election(None, f"{to} is the primary already")
+    if to in broken:
+        return Election(None, f"{to} cannot take over: {broken[to]}", excluded=broken)
+    candidates = [n for n in replicas if n.name not in broken]
+    result = elect(candidates, to=to)
+    return Election(result.candidate, result.reason, excluded={**broken, **result.excluded})
+
+
+def _ordinal(name: str) -> int:
+    try:
+        return int(name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0

@@ -1,0 +1,118 @@
+"""The few statements that move a server between roles, for both flavors.
+
+Fencing is read_only (MariaDB, whose mysqlsts accounts lack READ_ONLY ADMIN)
+or super_read_only (MySQL). A server is only ever made writable after it is
+the source of every other node's replication, so a fresh primary never waits
+for semi-sync acknowledgements that cannot come.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pymysql
+
+from mysqlsts.decisions.gtid import MariadbGtidPos
+from mysqlsts.flavors import Flavor
+
+
+def execute(conn, *statements: str, args: tuple | None = None) -> None:
+    with conn.cursor() as cur:
+        for sql in statements:
+            cur.execute(sql, args)
+
+
+def fence(conn, flavor: Flavor, grace: float) -> list[int]:
+    """Make the server refuse writes. Setting read_only waits for transactions holding
+    writes; after `grace` seconds those are killed. Returns the killed connection ids."""
+    killed: list[int] = []
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(grace)),))
+        for attempt in range(3):
+            try:
+                cur.execute("SET GLOBAL read_only = ON")
+                if flavor.super_read_only_var:
+                    cur.execute(f"SET GLOBAL {flavor.super_read_only_var} = ON")
+                return killed
+            except pymysql.err.OperationalError as e:
+                if e.args[0] != 1205 or attempt == 2:
+                    raise
+            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> "
+                        "CONNECTION_ID()")
+            for (thread,) in cur.fetchall():
+                try:
+                    cur.execute(f"KILL CONNECTION {int(thread)}")
+                    killed.append(int(thread))
+                except pymysql.MySQLError:
+                    pass  # it finished meanwhile
+    return killed
+
+
+def unfence(conn, flavor: Flavor) -> None:
+    statements = [f"SET GLOBAL {flavor.super_read_only_var} = OFF"] if flavor.super_read_only_var else []
+    execute(conn, *statements, "SET GLOBAL read_only = OFF")
+
+
+def stop_receiving(conn, flavor: Flavor) -> None:
+    """Stop the IO thread only: what was received is still applied, nothing new arrives,
+    and an isolated old primary can no longer collect acknowledgements from this node."""
+    execute(conn, "STOP REPLICA IO_THREAD" if flavor.name == "mysql" else "STOP SLAVE IO_THREAD")
+
+
+def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
+    """Until the server has applied every transaction in `gtids` (its relay log drained up to it).
+    The connection's read timeout must exceed `timeout`."""
+    if not gtids:
+        return True
+    with conn.cursor() as cur:
+        if flavor.name == "mysql":
+            cur.execute("SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", (gtids, timeout))
+            return cur.fetchone()[0] == 0
+        # MASTER_GTID_WAIT follows gtid_slave_pos only: a former primary holds its own
+        # transactions in gtid_binlog_pos, so look at the whole position first.
+        deadline = time.monotonic() + timeout
+        while True:
+            cur.execute("SELECT @@GLOBAL.gtid_current_pos")
+            if MariadbGtidPos.parse(cur.fetchone()[0]).contains(MariadbGtidPos.parse(gtids)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (gtids, min(1.0, max(0.01, deadline - time.monotonic()))))
+            cur.fetchone()
+
+
+def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
+    """Stop replicating and start acknowledging as a semi-sync source; still fenced."""
+    on = "ON" if semi_sync else "OFF"
+    if flavor.name == "mysql":
+        execute(conn, "STOP REPLICA", "RESET REPLICA ALL", "SET GLOBAL rpl_semi_sync_replica_enabled = OFF",
+                f"SET GLOBAL rpl_semi_sync_source_enabled = {on}")
+    else:
+        execute(conn, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL rpl_semi_sync_slave_enabled = OFF",
+                f"SET GLOBAL rpl_semi_sync_master_enabled = {on}")
+
+
+def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str, password: str,
+                   semi_sync: bool) -> None:
+    """Point a (fenced) server at a source with GTID auto-position and start replicating."""
+    on = "ON" if semi_sync else "OFF"
+    if flavor.name == "mysql":
+        execute(conn, "STOP REPLICA")
+        execute(conn, "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
+                      "SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1, "
+                      "SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, SOURCE_HEARTBEAT_PERIOD = 1",
+                args=(source_fqdn, port, user, password))
+        execute(conn, "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
+                f"SET GLOBAL rpl_semi_sync_replica_enabled = {on}", "START REPLICA")
+    else:
+        execute(conn, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos")
+        execute(conn, "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
+                      "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1",
+                args=(source_fqdn, port, user, password))
+        execute(conn, "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+                f"SET GLOBAL rpl_semi_sync_slave_enabled = {on}", "START SLAVE")
+
+
+def write_probe(conn, table: str) -> None:
+    """One acknowledged write: what "the primary takes writes again" means."""
+    execute(conn, f"INSERT INTO {table} (token) VALUES (%s)", args=(f"probe-{time.time_ns()}",))

@@ -1,0 +1,186 @@
+"""Switchover, failover and recovery: observe the nodes, let mysqlsts.decisions.failover
+decide, then move the roles in an order that never leaves two writable nodes:
+fence the old primary first, make the candidate the source of everyone else while
+it is still fenced, and only then let it take writes and publish it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pymysql
+
+from mysqlsts.chart.render import semi_sync_on
+from mysqlsts.decisions import gtid
+from mysqlsts.decisions.failover import Election, Node, elect, errant, primary_lost, switchover_candidate
+from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
+from mysqlsts.errors import OperationFailed
+from mysqlsts.mysql import actions
+from mysqlsts.orchestrator.cluster import CANARY_TABLE, Cluster, create_canary_table
+from mysqlsts.output import progress
+
+REPLICATION_USER = "repl"
+
+
+def node_of(view: PodView, flavor: str) -> Node:
+    s = view.state
+    if s is None:
+        return Node(name=view.name, reachable=False, quarantined=view.quarantined)
+    return Node(name=view.name, reachable=True, writable=s.writable, executed=gtid.parse(flavor, s.gtid),
+                retrieved=gtid.parse(flavor, s.retrieved) if s.retrieved else None, origin=s.origin,
+                source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
+                quarantined=view.quarantined)
+
+
+class Roles:
+    """Who is primary, changed on purpose."""
+
+    def __init__(self, cluster: Cluster, probe_timeout: float = 2.0):
+        self.cluster = cluster
+        self.flavor = cluster.flavor
+        self.settings = cluster.values["failover"]
+        self.probe_timeout = probe_timeout
+
+    def look(self) -> tuple[list[PodView], list[Node]]:
+        views = [v for v in self.cluster.observe(self.probe_timeout) if v.running or v.state is not None]
+        return views, [node_of(v, self.flavor.name) for v in views]
+
+    def sql(self, view: PodView, wait: float = 0.0):
+        """A connection to one node; `wait`: seconds a statement on it may block (GTID waits)."""
+        return self.cluster.connect(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5)
+
+    # -- planned -------------------------------------------------------------------------------
+
+    def switchover(self, to: str | None = None) -> dict[str, Any]:
+        views, nodes = self.look()
+        primary = observed_primary(views)
+        if primary is None:
+            raise OperationFailed("no single writable primary to switch over from; use `mysqlsts failover`")
+        election = switchover_candidate(nodes, primary, to)
+        if election.candidate is None:
+            raise OperationFailed([f"switchover refused: {election.reason}",
+                                   *(f"{n}: {why}" for n, why in election.excluded.items())])
+        by_name = {v.name: v for v in views}
+        old, new = by_name[primary], by_name[election.candidate]
+        progress(f"switchover {primary} -> {new.name}: fencing {primary}")
+        started = time.monotonic()
+        with self.sql(old) as conn:
+            killed = actions.fence(conn, self.flavor, self.settings["fenceGraceSeconds"])
+            with conn.cursor() as cur:
+                cur.execute(self.flavor.gtid_executed_sql)
+                final = (cur.fetchone()[0] or "").replace("\n", "")
+        if killed:
+            progress(f"killed {len(killed)} connection(s) still writing on {primary} after the grace period")
+        progress(f"{new.name}: applying up to {final or '(nothing)'}")
+        with self.sql(new, wait=self.settings["applyTimeoutSeconds"]) as conn:
+            if not actions.wait_applied(conn, self.flavor, final, self.settings["applyTimeoutSeconds"]):
+                with self.sql(old) as back:
+                    actions.unfence(back, self.flavor)
+                raise OperationFailed(f"{new.name} did not apply {primary}'s transactions within "
+                                      f"{self.settings['applyTimeoutSeconds']}s; {primary} is writable again")
+        self.promote(new, views, excluded={})
+        window = self.first_write(started)
+        progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
+        return {"operation": "switchover", "from": primary, "to": new.name, "killed_connections": len(killed),
+                "write_unavailable_seconds": round(window, 3)}
+
+    # -- unplanned -----------------------------------------------------------------------------
+
+    def failover(self, to: str | None = None, force: bool = False, old: str | None = None) -> dict[str, Any]:
+        started = time.monotonic()
+        views, nodes = self.look()
+        if observed_primary(views) is not None:
+            raise OperationFailed(f"{observed_primary(views)} is a writable primary and answers; "
+                                  "use `mysqlsts switchover` for a planned change")
+        old = old or self.cluster.platform.recorded_primary()
+        by_name = {v.name: v for v in views}
+        # Cut the old primary off first: no receiver, no acknowledgement, no commit there.
+        for n in nodes:
+            if n.reachable and n.source is not None and n.name != old:
+                with self.sql(by_name[n.name]) as conn:
+                    actions.stop_receiving(conn, self.flavor)
+        if old in by_name and by_name[old].state is None:
+            progress(f"{old} does not answer: fencing it by force (it can only come back fenced)")
+            self.cluster.platform.kill_server(old)
+        views, nodes = self.look()
+        election = elect(nodes, self.settings["maxLagSeconds"], to)
+        report: dict[str, Any] = {"operation": "failover", "from": old, "to": election.candidate,
+                                  "reason": election.reason, "excluded": election.excluded, "lost": election.lost}
+        if election.candidate is None:
+            raise OperationFailed([f"failover refused: {election.reason}",
+                                   *(f"{n}: {why}" for n, why in election.excluded.items())])
+        if election.lost and not force:
+            raise OperationFailed([f"failover refused: {election.reason}; --force promotes it and loses:",
+                                   *(f"{n}: {lost}" for n, lost in election.lost.items())])
+        if election.lost:
+            progress("--force: these transactions will be lost: "
+                     + "; ".join(f"{n}: {lost}" for n, lost in election.lost.items()))
+        by_name = {v.name: v for v in views}
+        new = by_name[election.candidate]
+        chosen = next(n for n in nodes if n.name == new.name)
+        with self.sql(new, wait=self.settings["applyTimeoutSeconds"]) as conn:
+            if not actions.wait_applied(conn, self.flavor, str(chosen.known or ""),
+                                        self.settings["applyTimeoutSeconds"]):
+                raise OperationFailed(f"{new.name} did not apply its relay log within "
+                                      f"{self.settings['applyTimeoutSeconds']}s")
+        self.promote(new, views, excluded={n: why for n, why in election.excluded.items() if "errant" in why})
+        report["seconds"] = round(self.first_write(started), 3)
+        progress(f"{new.name} is the primary ({election.reason}); writes again after {report['seconds']:.2f}s")
+        return report
+
+    def recover(self) -> dict[str, Any] | None:
+        """No writable node (the primary restarted, or the whole cluster did): promote the node
+        that holds everything, which is the old primary when it lost nothing."""
+        views, nodes = self.look()
+        if observed_primary(views) is not None:
+            return None
+        if not any(n.reachable for n in nodes):
+            return None
+        return self.failover()
+
+    def lost(self, nodes: list[Node]) -> Any:
+        return primary_lost(nodes, self.cluster.platform.recorded_primary())
+
+    # -- the one way roles move ------------------------------------------------------------------
+
+    def promote(self, new: PodView, views: list[PodView], excluded: dict[str, str]) -> None:
+        """Candidate becomes the source of everyone (still fenced), then writable, then published."""
+        flavor, semi = self.flavor, semi_sync_on(self.cluster.values)
+        with self.sql(new) as conn:
+            actions.become_source(conn, flavor, semi)
+        for v in views:
+            if v.name == new.name or v.state is None:
+                continue
+            if v.name in excluded:
+                progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
+                self.cluster.platform.quarantine(v.name, excluded[v.name])
+                with self.sql(v) as conn:
+                    actions.fence(conn, flavor, 0)
+                    actions.execute(conn, "STOP REPLICA" if flavor.name == "mysql" else "STOP SLAVE")
+                continue
+            with self.sql(v) as conn:
+                actions.fence(conn, flavor, 0)
+                actions.replicate_from(conn, flavor, new.fqdn, self.cluster.port, REPLICATION_USER,
+                                       self.cluster.passwords["replicationPassword"], semi)
+        with self.sql(new) as conn:
+            actions.unfence(conn, flavor)
+        self.cluster.platform.set_primary(new.name)
+
+    def first_write(self, since: float, timeout: float = 30.0) -> float:
+        """Seconds from `since` to the first acknowledged write through the primary name."""
+        deadline = time.monotonic() + timeout
+        name = self.cluster.platform.primary_fqdn()
+        while True:
+            try:
+                with self.cluster.connect(name, timeout=1.0) as conn:
+                    with conn.cursor() as cur:
+                        create_canary_table(cur)
+                    actions.write_probe(conn, CANARY_TABLE)
+                return time.monotonic() - since
+            except pymysql.MySQLError:
+                if time.monotonic() > deadline:
+                    raise OperationFailed(f"no write through {name} succeeded within {timeout:g}s") from None
+                time.sleep(0.02)
+
+
+__all__ = ["Election", "Roles", "errant"]

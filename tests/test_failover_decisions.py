@@ -1,0 +1,186 @@
+"""GTID arithmetic and failover decisions, exhaustively and without servers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mysqlsts.decisions.failover import Node, elect, errant, primary_lost, switchover_candidate
+from mysqlsts.decisions.gtid import MariadbGtidPos, MysqlGtidSet, parse
+from mysqlsts.errors import OperationFailed
+
+U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+U2 = "4f22ab58-82db-22f2-8f44-d91bb0530673"
+U3 = "5a33bc69-93ec-33a3-9a55-ea2cc1641784"
+
+# -- MySQL GTID sets -----------------------------------------------------------------------
+
+uuids = st.sampled_from([U1, U2, U3])
+intervals = st.tuples(st.integers(1, 60), st.integers(0, 8)).map(lambda t: (t[0], t[0] + t[1]))
+mysql_sets = st.lists(st.tuples(uuids, intervals), max_size=6).map(
+    lambda parts: MysqlGtidSet.parse(",".join(f"{u}:{a}-{b}" for u, (a, b) in parts)))
+
+
+def members(s: MysqlGtidSet) -> set[tuple[str, int]]:
+    return {(u, n) for u, iv in s.sets.items() for a, b in iv for n in range(a, b + 1)}
+
+
+@given(mysql_sets, mysql_sets)
+def test_mysql_set_operations_match_plain_sets(a, b):
+    assert members(a.union(b)) == members(a) | members(b)
+    assert members(a.minus(b)) == members(a) - members(b)
+    assert a.contains(b) == (members(b) <= members(a))
+    assert a.count() == len(members(a))
+    assert members(MysqlGtidSet.parse(str(a))) == members(a)  # round trip through the server's text form
+
+
+def test_mysql_parse_and_format():
+    s = MysqlGtidSet.parse(f"{U1.upper()}:1-5:7,\n{U2}:3")
+    assert str(s) == f"{U1}:1-5:7,{U2}:3"
+    assert s.contains(MysqlGtidSet.parse(f"{U1}:2-4")) and not s.contains(MysqlGtidSet.parse(f"{U1}:6"))
+    assert str(s.originated_by(U2)) == f"{U2}:3"
+    assert not MysqlGtidSet.parse("") and MysqlGtidSet.parse("").contains(MysqlGtidSet.parse(""))
+    with pytest.raises(OperationFailed):
+        MysqlGtidSet.parse("not-a-gtid")
+
+
+# -- MariaDB GTID positions ------------------------------------------------------------------
+
+positions = st.dictionaries(st.integers(0, 2), st.tuples(st.sampled_from([100, 101, 102]), st.integers(0, 20)),
+                            max_size=3).map(MariadbGtidPos)
+
+
+@given(positions, positions)
+def test_mariadb_positions_contain_what_they_are_at_or_past(a, b):
+    diverged = any(d in b.domains and b.domains[d][1] == seq and b.domains[d][0] != server and seq
+                   for d, (server, seq) in a.domains.items())
+    if not diverged:  # histories that split at one sequence number have no common continuation
+        assert a.union(b).contains(a) and a.union(b).contains(b)
+        assert b.minus(a.union(b)).count() == 0
+    else:
+        assert not a.contains(b) and not b.contains(a)
+    assert a.contains(a)
+    if a.contains(b) and b.contains(a):
+        assert {d: v for d, v in a.domains.items() if v[1]} == {d: v for d, v in b.domains.items() if v[1]}
+
+
+def test_mariadb_divergence_at_the_same_sequence_number_is_not_containment():
+    primary = MariadbGtidPos.parse("0-100-50")
+    assert primary.contains(MariadbGtidPos.parse("0-100-49"))
+    assert not primary.contains(MariadbGtidPos.parse("0-101-50"))  # same seq, other server: diverged
+    assert not primary.contains(MariadbGtidPos.parse("0-100-51,1-100-1"))
+    assert str(MariadbGtidPos.parse("0-101-51").originated_by("101")) == "0-101-51"
+    assert str(parse("mariadb", "1-100-3,0-100-5")) == "0-100-5,1-100-3"
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+def node(name, executed, retrieved=None, **kw) -> Node:
+    flavor = "mysql" if ":" in (executed or "") else "mariadb"
+    return Node(name=name, reachable=kw.pop("reachable", True), executed=parse(flavor, executed),
+                retrieved=parse(flavor, retrieved) if retrieved is not None else None, **kw)
+
+
+def test_a_replica_with_its_own_stray_writes_is_errant_and_never_elected():
+    nodes = [node("mysql-1", f"{U1}:1-10,{U2}:1-2", origin=U2, source="mysql-0"),
+             node("mysql-2", f"{U1}:1-10", origin=U3, source="mysql-0")]
+    assert str(errant(nodes[0], nodes)) == f"{U2}:1-2"
+    assert errant(nodes[1], nodes) is None
+    result = elect(nodes)
+    assert result.candidate == "mysql-2" and "errant" in result.excluded["mysql-1"]
+    assert result.lost == {}  # the stray writes are not counted as lost: they were never acknowledged
+
+
+def test_the_most_advanced_replica_counting_its_relay_log_is_elected_and_nothing_is_lost():
+    nodes = [node("mysql-0", None, reachable=False),
+             node("mysql-1", "0-100-40", retrieved="0-100-42", origin="101", source="mysql-0"),
+             node("mysql-2", "0-100-41", origin="102", source="mysql-0")]
+    result = elect(nodes)
+    assert result.candidate == "mysql-1" and result.safe
+    assert result.excluded == {"mysql-0": "does not answer"}
+
+
+def test_forcing_a_lagging_candidate_reports_exactly_what_is_lost():
+    nodes = [node("mysql-1", f"{U1}:1-20", origin=U2), node("mysql-2", f"{U1}:1-17", origin=U3)]
+    result = elect(nodes, to="mysql-2")
+    assert result.candidate == "mysql-2" and not result.safe
+    assert result.lost == {"mysql-1": f"{U1}:18-20"}
+
+
+def test_lagging_and_quarantined_nodes_are_excluded_with_their_reason():
+    nodes = [node("mysql-1", "0-100-9", origin="101", lag=120), node("mysql-2", "0-100-9", origin="102",
+                                                                   quarantined=True)]
+    result = elect(nodes, max_lag=10)
+    assert result.candidate is None
+    assert result.excluded == {"mysql-1": "lags 120s (limit 10s)", "mysql-2": "quarantined"}
+    assert "cannot be promoted: quarantined" in elect(nodes, to="mysql-2").reason
+
+
+def test_a_restarted_primary_holding_everything_is_promoted_back():
+    nodes = [node("mysql-0", "0-100-30", origin="100"),
+             node("mysql-1", "0-100-30", origin="101", source="mysql-0"),
+             node("mysql-2", "0-100-29", origin="102", source="mysql-0")]
+    assert elect(nodes).candidate == "mysql-0"
+
+
+def test_a_crashed_primary_with_an_unacknowledged_tail_is_errant_and_a_replica_takes_over():
+    nodes = [node("mysql-0", "0-100-31", origin="100"),
+             node("mysql-1", "0-100-30", origin="101", source="mysql-0"),
+             node("mysql-2", "0-100-30", origin="102", source="mysql-0")]
+    result = elect(nodes)
+    assert result.candidate == "mysql-1" and result.safe
+    assert "errant" in result.excluded["mysql-0"]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("writable", False), ("unreachable-replicas-connected", False), ("unreachable-replicas-lost-it", True),
+    ("fenced-after-restart", True), ("everyone-down", False),
+])
+def test_the_primary_is_declared_lost_only_when_the_replicas_confirm(case, expected):
+    p = {"writable": node("mysql-0", "0-100-1", writable=True),
+         "unreachable-replicas-connected": node("mysql-0", None, reachable=False),
+         "unreachable-replicas-lost-it": node("mysql-0", None, reachable=False),
+         "fenced-after-restart": node("mysql-0", "0-100-1"),
+         "everyone-down": node("mysql-0", None, reachable=False)}[case]
+    connected = case == "unreachable-replicas-connected"
+    replicas = [node(f"mysql-{i}", "0-100-1", source="mysql-0", io_running=connected,
+                     reachable=case != "everyone-down") for i in (1, 2)]
+    verdict = primary_lost([p, *replicas], "mysql-0")
+    assert verdict.act is expected, verdict.reason
+    assert verdict.reason
+
+
+def test_one_replica_still_connected_is_enough_to_wait():
+    nodes = [node("mysql-0", None, reachable=False),
+             node("mysql-1", "0-100-1", source="mysql-0", io_running=True),
+             node("mysql-2", "0-100-1", source="mysql-0", io_running=False)]
+    verdict = primary_lost(nodes, "mysql-0")
+    assert not verdict.act and "mysql-1 still receive" in verdict.reason
+
+
+def test_switchover_picks_a_caught_up_replica_of_the_primary():
+    nodes = [node("mysql-0", "0-100-9", writable=True),
+             node("mysql-1", "0-100-8", source="mysql-0", io_running=True),
+             node("mysql-2", "0-100-9", source="mysql-0", io_running=True),
+             node("mysql-3", "0-100-9", source=None)]
+    result = switchover_candidate(nodes, "mysql-0")
+    assert result.candidate == "mysql-2"
+    assert result.excluded["mysql-3"] == "not replicating from the primary"
+    assert switchover_candidate(nodes, "mysql-0", to="mysql-1").candidate == "mysql-1"
+    assert switchover_candidate(nodes, "mysql-0", to="mysql-0").candidate is None
+    assert "cannot take over" in switchover_candidate(nodes, "mysql-0", to="mysql-3").reason
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5), st.booleans()), min_size=1, max_size=5))
+def test_an_elected_candidate_loses_nothing_unless_the_election_says_so(specs):
+    nodes = [node(f"mysql-{i}", f"0-100-{e}", retrieved=f"0-100-{e + r}", origin=str(200 + i), reachable=up)
+             for i, (e, r, up) in enumerate(specs)]
+    result = elect(nodes)
+    if result.candidate is None:
+        assert not any(n.reachable for n in nodes)
+        return
+    chosen = next(n for n in nodes if n.name == result.candidate)
+    for n in nodes:
+        if n.reachable:
+            assert chosen.known.contains(n.known) or n.name in result.lost
