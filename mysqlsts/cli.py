@@ -87,28 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
     _output_option(p, ["table", "json"])
 
-    p = add("restart-pod", cluster.restart_pod_cmd, "restart one pod; it keeps its name and data and rejoins")
-    _target_options(p)
-    p.add_argument("pod", help="pod name, e.g. mysql-1")
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
-    _output_option(p, ["table", "json"])
+    def operation(name: str, handler: Callable[[argparse.Namespace], int], help_: str, timeout: float,
+                  pod_help: str | None = None, to_help: str | None = None) -> argparse.ArgumentParser:
+        p = add(name, handler, help_)
+        _target_options(p)
+        if pod_help:
+            p.add_argument("pod", help=pod_help)
+        if to_help:
+            p.add_argument("--to", metavar="POD", help=to_help)
+        p.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS")
+        _output_option(p, ["table", "json"])
+        return p
 
-    p = add("switchover", cluster.switchover_cmd,
-            "planned change of primary: fence, catch up, promote, repoint; prints the write-unavailable window")
-    _target_options(p)
-    p.add_argument("--to", metavar="POD", help="the replica to promote (default: the most caught-up healthy one)")
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
-    _output_option(p, ["table", "json"])
-
-    p = add("failover", cluster.failover_cmd,
-            "unplanned: the primary is unreachable; promote the replica holding every transaction")
-    _target_options(p)
-    p.add_argument("--to", metavar="POD", help="the replica to promote (still checked for safety)")
+    operation("restart-pod", cluster.restart_pod_cmd, "restart one pod; it keeps its name and data and rejoins",
+              300, pod_help="pod name, e.g. mysql-1")
+    operation("switchover", cluster.switchover_cmd, "planned change of primary: fence, catch up, promote, "
+              "repoint; prints the write-unavailable window", 300,
+              to_help="the replica to promote (default: the most caught-up healthy one)")
+    p = operation("failover", cluster.failover_cmd,
+                  "unplanned: the primary is unreachable; promote the replica holding every transaction", 300,
+                  to_help="the replica to promote (still checked for safety)")
     p.add_argument("--force", action="store_true", help="promote even when transactions would be lost (listed)")
     p.add_argument("--if-no-primary", action="store_true",
                    help="only act when no node is writable (recovery after restarts); otherwise do nothing")
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
-    _output_option(p, ["table", "json"])
 
     p = add("controller", cluster.controller_cmd,
             "automatic failover: watch the primary and fail over when it is lost (runs until stopped)")
@@ -116,11 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-interval", type=float, metavar="SECONDS",
                    help="seconds between checks (default: controller.checkIntervalSeconds, 1)")
 
-    p = add("reclone", cluster.reclone_cmd, "rebuild a pod's data from a healthy donor (e.g. a quarantined pod)")
-    _target_options(p)
-    p.add_argument("pod", help="pod name, e.g. mysql-2")
-    p.add_argument("--timeout", type=float, default=900, metavar="SECONDS")
-    _output_option(p, ["table", "json"])
+    operation("reclone", cluster.reclone_cmd, "rebuild a pod's data from a healthy donor (e.g. a quarantined pod)",
+              900, pod_help="pod name, e.g. mysql-2")
 
     p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
     _target_options(p)

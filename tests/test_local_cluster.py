@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pymysql
 import pytest
+from localcluster import SERVER_MARKS, LocalCluster, cli, ok, wait_healthy
 
 from mysqlsts.platform.local import procs
-from mysqlsts.platform.local.runtime import LocalPlatform
 
-pytestmark = [
-    pytest.mark.servers,
-    pytest.mark.skipif(shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
-                       reason="MariaDB is not installed (scripts/install-deps.sh installs it)"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the local runtime needs root"),
-]
+pytestmark = SERVER_MARKS
 
 TRICKY = {
     "rootPassword": "r'o\"o t$HOME`id`\\n#1",
@@ -32,60 +27,6 @@ TRICKY = {
     "operatorPassword": "op`$(whoami)` \"quoted\" 'single'",
     "cloneSecret": "cl$one\\\\secret with spaces#",
 }
-
-
-def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MYSQLSTS_HOME": str(state)}
-    env.pop("KUBECONFIG", None)
-    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
-
-
-class LocalCluster:
-    def __init__(self, state: Path, name: str):
-        self.state = state
-        self.name = name
-        self.platform = LocalPlatform(state, name)
-
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return cli(self.state, *args, "--name", self.name, timeout=timeout)
-
-    def verify(self) -> dict:
-        result = self.run("verify", "-o", "json")
-        report = json.loads(result.stdout)
-        assert result.returncode == (0 if report["healthy"] else 1)
-        return report
-
-    def status(self) -> dict:
-        return json.loads(ok(self.run("status", "-o", "json")).stdout)
-
-    def passwords(self) -> dict:
-        return json.loads((self.state / self.name / "secret.json").read_text())
-
-    def connect(self, host: str, database: str | None = None):
-        self.platform.enter_network()  # resolve through the cluster's DNS, like a pod
-        return pymysql.connect(host=host, port=3306, user="root", password=self.passwords()["rootPassword"],
-                               database=database, autocommit=True, connect_timeout=5)
-
-    def fqdn(self, pod: str) -> str:
-        return f"{pod}.{self.name}.default.svc.cluster.local"
-
-    def server_pid(self, pod: str) -> int:
-        status = json.loads((self.state / self.name / "pods" / pod / "status.json").read_text())
-        return status["containers"]["mysql"]["pid"]
-
-    def teardown(self) -> None:
-        if self.platform.layout.values_file.is_file():
-            cli(self.state, "destroy", "--name", self.name, "--delete-data", timeout=120)
-        for pid_file in (self.state / self.name).glob("pods/*/supervisor.pid"):  # belt and braces
-            pid = procs.read_pid(pid_file)
-            if pid and procs.group_alive(pid):
-                procs.stop_group(pid, grace=10)
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +40,6 @@ def cluster(tmp_path_factory):
         yield c
     finally:
         c.teardown()
-
-
-def wait_healthy(c: LocalCluster, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        report = c.verify()
-        if report["healthy"] or time.monotonic() > deadline:
-            return report
-        time.sleep(1)
 
 
 def test_bootstrap_three_pods_is_verified(cluster):

@@ -253,10 +253,11 @@ def kubernetes_versions(values: Values) -> list[str]:
     return known[-3:]
 
 
-def load(files: list[str] | None = None, sets: list[str] | None = None) -> Values:
-    """Build the effective values, or raise BadInput listing every problem."""
+def load(files: list[str] | None = None, sets: list[str] | None = None, base: Values | None = None) -> Values:
+    """Build the effective values (on the chart's defaults, or on `base`: an existing cluster's
+    values), or raise BadInput listing every problem."""
     schema = load_schema()
-    values = defaults()
+    values = copy.deepcopy(base) if base is not None else defaults()
     problems: list[str] = []
     for path in files or []:
         data, problem = _read_file(path)

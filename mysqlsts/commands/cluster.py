@@ -128,9 +128,8 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         sets.append("controller.enabled=true")
     values = chart_values.load(args.values_files, sets)
     platform = platform_for(args, values["name"], values["namespace"])
-    if platform.exists() and not args.values_files and not args.sets and args.replicas is None and not args.controller:
-        stored = platform.values()  # re-running plain bootstrap keeps the cluster's own values
-        values = {**stored, "auth": values["auth"]}
+    if platform.exists():  # an existing cluster: files and --set change its own values, not the defaults
+        values = chart_values.load(args.values_files, sets, base=platform.values())
     announce(args, platform.describe())
     with platform.lock():
         passwords, _ = secrets.merge(values["auth"], platform.stored_passwords())
@@ -197,13 +196,18 @@ def scale_cmd(args: argparse.Namespace) -> int:
     return print_checks(report, args)
 
 
-def restart_pod_cmd(args: argparse.Namespace) -> int:
+def pod_cmd(args: argparse.Namespace, action: str, done: str) -> int:
+    """One pod-level lifecycle step under the lock, then the verification that every command ends with."""
     platform, cluster = existing(args)
     with locked(platform, args):
-        cluster.restart_pod(args.pod, args.timeout)
-        announce(args, f"{args.pod} restarted")
+        getattr(cluster, action)(args.pod, args.timeout)
+        announce(args, f"{args.pod} {done}")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
     return print_checks(report, args)
+
+
+def restart_pod_cmd(args: argparse.Namespace) -> int:
+    return pod_cmd(args, "restart_pod", "restarted")
 
 
 def destroy_cmd(args: argparse.Namespace) -> int:
@@ -273,9 +277,4 @@ def controller_cmd(args: argparse.Namespace) -> int:
 
 
 def reclone_cmd(args: argparse.Namespace) -> int:
-    platform, cluster = existing(args)
-    with locked(platform, args):
-        cluster.reclone(args.pod, args.timeout)
-        announce(args, f"{args.pod} re-cloned")
-        report = verification(platform, cluster, publish=True, timeout=args.timeout)
-    return print_checks(report, args)
+    return pod_cmd(args, "reclone", "re-cloned")

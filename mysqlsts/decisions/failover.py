@@ -22,6 +22,7 @@ class Node:
     io_running: bool = False  # the replication receiver is connected to its source
     lag: int | None = None
     quarantined: bool = False
+    diverged: bool = False  # its source refused its GTID position (error 1236): errant, by the server's check
 
     @property
     def known(self) -> Gtids | None:
@@ -94,6 +95,8 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) 
             excluded[n.name] = "does not answer"
         elif n.quarantined:
             excluded[n.name] = "quarantined"
+        elif n.diverged:
+            excluded[n.name] = "errant transactions: its source refused its GTID position (diverged)"
         elif (e := errant(n, nodes)) is not None:
             excluded[n.name] = f"errant transactions {e}"
         elif max_lag is not None and n.lag is not None and n.lag > max_lag and not n.writable:

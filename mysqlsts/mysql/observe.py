@@ -25,6 +25,7 @@ class ServerState:
     semi_sync_replica_on: bool
     retrieved: str = ""  # transactions received into the relay log (applied or not)
     origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): the name of its own transactions
+    io_errno: int = 0  # 1236: the source refuses this node's GTID position (diverged history)
 
     @property
     def writable(self) -> bool:
@@ -75,5 +76,6 @@ def observe(conn, flavor: Flavor) -> ServerState:
         semi_sync_source_on=bool(source_status) and str(source_status["Value"]).upper() == "ON",
         semi_sync_replica_on=replica_on,
         retrieved=retrieved,
+        io_errno=int(field("Last_IO_Errno", "Last_IO_Errno") or 0),
         origin=str(extra["origin"]),
     )

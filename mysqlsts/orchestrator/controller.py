@@ -55,6 +55,9 @@ class Controller:
         if len(writable) > 1:
             self.fence_extra(writable, recorded)
             return
+        for name in [n.name for n in nodes if n.diverged and not n.quarantined]:
+            log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
+            self.roles.quarantine_diverged(wait=0)
         verdict = self.roles.lost(nodes)
         if not verdict.act:
             if verdict.reason != self.last_reason and not writable:

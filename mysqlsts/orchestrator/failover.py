@@ -29,7 +29,12 @@ def node_of(view: PodView, flavor: str) -> Node:
     return Node(name=view.name, reachable=True, writable=s.writable, executed=gtid.parse(flavor, s.gtid),
                 retrieved=gtid.parse(flavor, s.retrieved) if s.retrieved else None, origin=s.origin,
                 source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
-                quarantined=view.quarantined)
+                quarantined=view.quarantined, diverged=s.io_errno == 1236)
+
+
+def errant_only(election: Election) -> dict[str, str]:
+    """Nodes left out for holding errant transactions: they get quarantined, not repointed."""
+    return {n: why for n, why in election.excluded.items() if why.startswith("errant")}
 
 
 class Roles:
@@ -78,7 +83,7 @@ class Roles:
                     actions.unfence(back, self.flavor)
                 raise OperationFailed(f"{new.name} did not apply {primary}'s transactions within "
                                       f"{self.settings['applyTimeoutSeconds']}s; {primary} is writable again")
-        self.promote(new, views, excluded={})
+        self.promote(new, views, excluded=errant_only(election))
         window = self.first_write(started)
         progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
         return {"operation": "switchover", "from": primary, "to": new.name, "killed_connections": len(killed),
@@ -123,7 +128,7 @@ class Roles:
                                         self.settings["applyTimeoutSeconds"]):
                 raise OperationFailed(f"{new.name} did not apply its relay log within "
                                       f"{self.settings['applyTimeoutSeconds']}s")
-        self.promote(new, views, excluded={n: why for n, why in election.excluded.items() if "errant" in why})
+        self.promote(new, views, excluded=errant_only(election))
         report["seconds"] = round(self.first_write(started), 3)
         progress(f"{new.name} is the primary ({election.reason}); writes again after {report['seconds']:.2f}s")
         return report
@@ -165,6 +170,28 @@ class Roles:
         with self.sql(new) as conn:
             actions.unfence(conn, flavor)
         self.cluster.platform.set_primary(new.name)
+        self.quarantine_diverged()
+
+    def quarantine_diverged(self, wait: float = 3.0) -> list[str]:
+        """Replicas whose source refuses their GTID position (error 1236) hold errant transactions
+        the positions could not show (MariaDB): stop them and quarantine them."""
+        deadline = time.monotonic() + wait
+        while True:
+            views, nodes = self.look()
+            settling = [n for n in nodes if n.reachable and n.source and not n.io_running and not n.diverged
+                        and not n.quarantined]
+            if not settling or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        done = []
+        for v, n in zip(views, nodes, strict=True):
+            if n.diverged and not n.quarantined:
+                progress(f"{v.name}: quarantined (its source refuses its GTID position: diverged history)")
+                with self.sql(v) as conn:
+                    actions.execute(conn, "STOP REPLICA" if self.flavor.name == "mysql" else "STOP SLAVE")
+                self.cluster.platform.quarantine(v.name, "errant transactions: diverged GTID history (error 1236)")
+                done.append(v.name)
+        return done
 
     def first_write(self, since: float, timeout: float = 30.0) -> float:
         """Seconds from `since` to the first acknowledged write through the primary name."""

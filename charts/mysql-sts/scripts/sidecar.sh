@@ -100,8 +100,28 @@ SET GLOBAL rpl_semi_sync_slave_enabled = $([[ $SEMI_SYNC == true ]] && echo ON |
 START SLAVE;
 SQL
   fi
+  # The source's own check is exact where the positions above are not: error 1236 means
+  # this pod's history diverged from the primary's (errant transactions).
+  local errno="" i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    errno=$(io_errno) || errno=""
+    [[ $errno == 1236 ]] && break
+    [[ $(local_state 2>/dev/null | cut -d' ' -f3) == Yes ]] && break
+    sleep 0.3
+  done
+  if [[ $errno == 1236 ]]; then
+    if [[ $FLAVOR == mysql ]]; then sql_local -e "STOP REPLICA" || true; else sql_local -e "STOP SLAVE" || true; fi
+    quarantine "errant transactions: $primary refuses this pod's GTID position $mine (error 1236, diverged)"
+    return 1
+  fi
   record_primary "$primary"
   log "replicating from $primary ($fqdn) with GTID auto-position"
+}
+
+io_errno() {
+  local sql="SHOW SLAVE STATUS\\G"
+  [[ $FLAVOR == mysql ]] && sql="SHOW REPLICA STATUS\\G"
+  sql_local -e "$sql" | awk '$1 == "Last_IO_Errno:" { print $2 }'
 }
 
 # One look at the peers; returns 0 once the role is settled.

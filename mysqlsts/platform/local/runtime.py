@@ -69,25 +69,25 @@ class LocalPlatform:
         write_json(self.layout.cluster_file, cluster)
 
     @contextmanager
-    def lock(self):
-        """One mutating command per cluster at a time."""
+    def _flock(self, file: str, holder: str):
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        with open(self.layout.root / ".lock", "w") as f:
+        with open(self.layout.root / file, "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise OperationFailed(f"another mysqlsts command is working on cluster {self.name!r}") from None
+                raise OperationFailed(f"another {holder} is working on cluster {self.name!r}") from None
+            yield
+
+    @contextmanager
+    def lock(self):
+        """One mutating command per cluster at a time."""
+        with self._flock(".lock", "mysqlsts command"):
             yield
 
     @contextmanager
     def leadership(self):
         """Exactly one controller per cluster: an flock held for the controller's life."""
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        with open(self.layout.root / "controller.lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OperationFailed(f"another controller is active for cluster {self.name!r}") from None
+        with self._flock("controller.lock", "controller"):
             yield lambda: None
 
     # -- the controller, like the chart's Deployment ------------------------------------------

@@ -1,0 +1,178 @@
+"""A cluster on the local runtime driven through the CLI, for the real-server tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from mysqlsts.platform.local import procs
+from mysqlsts.platform.local.runtime import LocalPlatform
+
+SERVER_MARKS = [
+    pytest.mark.servers,
+    pytest.mark.skipif(shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
+                       reason="MariaDB is not installed (scripts/install-deps.sh installs it)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the local runtime needs root"),
+]
+
+def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MYSQLSTS_HOME": str(state)}
+    env.pop("KUBECONFIG", None)
+    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+class LocalCluster:
+    def __init__(self, state: Path, name: str):
+        self.state = state
+        self.name = name
+        self.platform = LocalPlatform(state, name)
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return cli(self.state, *args, "--name", self.name, timeout=timeout)
+
+    def verify(self) -> dict:
+        result = self.run("verify", "-o", "json")
+        report = json.loads(result.stdout)
+        assert result.returncode == (0 if report["healthy"] else 1)
+        return report
+
+    def status(self) -> dict:
+        return json.loads(ok(self.run("status", "-o", "json")).stdout)
+
+    def passwords(self) -> dict:
+        return json.loads((self.state / self.name / "secret.json").read_text())
+
+    def connect(self, host: str, database: str | None = None):
+        self.platform.enter_network()  # resolve through the cluster's DNS, like a pod
+        return pymysql.connect(host=host, port=3306, user="root", password=self.passwords()["rootPassword"],
+                               database=database, autocommit=True, connect_timeout=5)
+
+    def fqdn(self, pod: str) -> str:
+        return f"{pod}.{self.name}.default.svc.cluster.local"
+
+    def server_pid(self, pod: str) -> int:
+        status = json.loads((self.state / self.name / "pods" / pod / "status.json").read_text())
+        return status["containers"]["mysql"]["pid"]
+
+    def teardown(self) -> None:
+        if self.platform.layout.values_file.is_file():
+            cli(self.state, "destroy", "--name", self.name, "--delete-data", timeout=120)
+        for pid_file in (self.state / self.name).glob("pods/*/supervisor.pid"):  # belt and braces
+            pid = procs.read_pid(pid_file)
+            if pid and procs.group_alive(pid):
+                procs.stop_group(pid, grace=10)
+        pid = procs.read_pid(self.state / self.name / "controller.pid")
+        if pid and procs.group_alive(pid):
+            procs.stop_group(pid, grace=10)
+
+
+def wait_healthy(c: LocalCluster, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        report = c.verify()
+        if report["healthy"] or time.monotonic() > deadline:
+            return report
+        time.sleep(1)
+
+
+class Writer(threading.Thread):
+    """An independent writer through the primary name: records every acknowledged commit."""
+
+    def __init__(self, cluster: LocalCluster, table: str = "app.ledger"):
+        super().__init__(daemon=True)
+        self.cluster, self.table = cluster, table
+        self.acked: list[tuple[int, float]] = []  # (id, time acknowledged)
+        self.failures = 0
+        self.stop = threading.Event()
+        with cluster.connect(f"{cluster.name}-primary") as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS app")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, at TIMESTAMP(6))")
+            cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+            self.next_id = cur.fetchone()[0] + 1
+
+    def run(self) -> None:
+        conn = None
+        password = self.cluster.passwords()["rootPassword"]
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = pymysql.connect(host=f"{self.cluster.name}-primary", port=3306, user="root",
+                                           password=password, autocommit=True, connect_timeout=1,
+                                           read_timeout=5, write_timeout=5)
+                i, self.next_id = self.next_id, self.next_id + 1
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {self.table} (id, at) VALUES (%s, NOW(6))", (i,))
+                self.acked.append((i, time.monotonic()))
+                time.sleep(0.005)
+            except pymysql.MySQLError:
+                self.failures += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+    def finish(self) -> list[int]:
+        self.stop.set()
+        self.join(timeout=30)
+        return [i for i, _ in self.acked]
+
+    def acked_since(self, t: float) -> int:
+        return sum(1 for _, at in self.acked if at > t)
+
+
+class Sampler(threading.Thread):
+    """An independent read_only sampler over every pod's own name. A sweep reads every pod, then
+    the first writable one again: two writable nodes with the first still writable at the end
+    of the sweep were writable at the same moment (no false alarm from a role moving mid-sweep)."""
+
+    def __init__(self, cluster: LocalCluster, pods: list[str]):
+        super().__init__(daemon=True)
+        self.cluster, self.pods = cluster, pods
+        self.split_brain: list[tuple[float, list[str]]] = []
+        self.sweeps = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        password = self.cluster.passwords()["operatorPassword"]
+        conns: dict[str, pymysql.Connection | None] = dict.fromkeys(self.pods)
+
+        def writable(pod: str) -> bool:
+            try:
+                if conns[pod] is None:
+                    conns[pod] = pymysql.connect(host=self.cluster.fqdn(pod), port=3306, user="mysqlsts",
+                                                 password=password, autocommit=True, connect_timeout=0.3,
+                                                 read_timeout=0.5)
+                with conns[pod].cursor() as cur:
+                    cur.execute("SELECT @@GLOBAL.read_only")
+                    return cur.fetchone()[0] == 0
+            except pymysql.MySQLError:
+                conns[pod] = None
+                return False
+
+        while not self.stop.is_set():
+            found = [p for p in self.pods if writable(p)]
+            if len(found) > 1 and writable(found[0]):
+                self.split_brain.append((time.monotonic(), found))
+            self.sweeps += 1
+            time.sleep(0.01)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=10)
