@@ -1,0 +1,164 @@
+"""Benchmark failover and switchover on the local runtime, with an independent writer.
+
+1. RTO: kill -9 of the primary's server to the first write acknowledged through the
+   primary name, with the controller at its default check interval (1 s);
+2. switchover write unavailability: the tool's own figure, and the longest gap
+   between two acknowledged writes of the independent writer around it;
+3. acknowledged writes lost: every id the writer saw acknowledged, looked up on the
+   primary at the end.
+
+    sudo .venv/bin/python bench/failover.py --runs 10
+
+Only loopback addresses are used; the cluster is destroyed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pymysql
+
+from mysqlsts.platform.local.runtime import LocalPlatform
+
+
+def cli(state: Path, *args: str) -> str:
+    env = {**os.environ, "MYSQLSTS_HOME": str(state)}
+    result = subprocess.run([sys.executable, "-m", "mysqlsts", *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"mysqlsts {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+class Writer(threading.Thread):
+    """Writes through the primary name as fast as acknowledgements come; records (id, time)."""
+
+    def __init__(self, password: str):
+        super().__init__(daemon=True)
+        self.password = password
+        self.acked: list[tuple[int, float, str]] = []  # (id, acknowledged at, pod that acknowledged it)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        conn, n = None, 0
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = pymysql.connect(host="mysql-primary", user="root", password=self.password, autocommit=True,
+                                           connect_timeout=1, read_timeout=5, write_timeout=5)
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT @@GLOBAL.report_host")
+                        pod = cur.fetchone()[0].split(".")[0]
+                n += 1
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO bench.ledger (id) VALUES (%s)", (n,))
+                self.acked.append((n, time.monotonic(), pod))
+            except pymysql.MySQLError:
+                conn = None
+                time.sleep(0.005)
+
+    def first_ack_after(self, t: float, other_than: str, timeout: float = 60) -> float:
+        """When the first write after `t` was acknowledged by a pod other than the failed one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            later = [at for _, at, pod in self.acked[-2000:] if at > t and pod != other_than]
+            if later:
+                return min(later)
+            time.sleep(0.005)
+        raise SystemExit("no write was acknowledged after the fault")
+
+    def longest_gap(self, since: float, until: float) -> float:
+        times = [at for _, at, _ in self.acked if since <= at <= until]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def primary(state: Path) -> str:
+    return json.loads((state / "mysql" / "cluster.json").read_text())["primary"]
+
+
+def healthy(state: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    env = {**os.environ, "MYSQLSTS_HOME": str(state)}
+    while True:
+        result = subprocess.run([sys.executable, "-m", "mysqlsts", "verify", "-o", "json"], env=env,
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            failing = [f"{c['name']}: {c['detail']}" for c in json.loads(result.stdout)["checks"] if not c["ok"]]
+            raise SystemExit("the cluster did not become healthy again:\n  " + "\n  ".join(failing))
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="failovers and switchovers each (default 10)")
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp(prefix="mysqlsts-bench-failover-"))
+    platform = LocalPlatform(state, "mysql")
+    try:
+        cli(state, "bootstrap", "--target", "local", "--set", "flavor=mariadb", "--controller",
+            "--set", "controller.blockPeriodSeconds=0", "--set", "controller.autoReclone=true")
+        platform.enter_network()
+        password = json.loads((state / "mysql" / "secret.json").read_text())["rootPassword"]
+        with pymysql.connect(host="mysql-primary", user="root", password=password, autocommit=True) as conn:
+            conn.cursor().execute("CREATE DATABASE bench")
+            conn.cursor().execute("CREATE TABLE bench.ledger (id BIGINT PRIMARY KEY)")
+        writer = Writer(password)
+        writer.start()
+        rto = []
+        for _ in range(args.runs):
+            healthy(state)
+            time.sleep(1.0)
+            old = primary(state)
+            status = json.loads((state / "mysql" / "pods" / old / "status.json").read_text())
+            killed = time.monotonic()
+            os.kill(status["containers"]["mysql"]["pid"], signal.SIGKILL)
+            rto.append(writer.first_ack_after(killed, other_than=old) - killed)
+        switch_tool, switch_gap = [], []
+        for _ in range(args.runs):
+            healthy(state)
+            time.sleep(0.5)
+            began = time.monotonic()
+            report = json.loads(cli(state, "switchover", "-o", "json"))
+            ended = time.monotonic()
+            time.sleep(0.3)
+            switch_tool.append(report["write_unavailable_seconds"])
+            switch_gap.append(writer.longest_gap(began, ended + 0.3))
+        writer.stop.set()
+        writer.join()
+        healthy(state)
+        with pymysql.connect(host="mysql-primary", user="root", password=password) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM bench.ledger")
+            present = {r[0] for r in cur.fetchall()}
+        lost = sorted({i for i, _, _ in writer.acked} - present)
+
+        def fmt(xs: list[float]) -> str:
+            return f"median {statistics.median(xs):.2f}s, max {max(xs):.2f}s over {len(xs)}"
+
+        print(f"RTO (kill -9 of the primary -> first acknowledged write through the primary name): {fmt(rto)} "
+              f"(target median <= 3 s); runs: {', '.join(f'{x:.2f}' for x in rto)}")
+        print(f"switchover write unavailability, measured by mysqlsts: {fmt(switch_tool)} (target median <= 1 s)")
+        print(f"switchover, longest gap between the writer's acknowledged writes: {fmt(switch_gap)}")
+        print(f"acknowledged writes: {len(writer.acked)}; lost: {len(lost)} (target 0)"
+              + (f"; lost ids: {lost[:20]}" if lost else ""))
+    finally:
+        if os.environ.get("MYSQLSTS_BENCH_KEEP") == "1":
+            print(f"kept the cluster for a look: MYSQLSTS_HOME={state} mysqlsts status; destroy it afterwards")
+        else:
+            subprocess.run([sys.executable, "-m", "mysqlsts", "destroy", "--delete-data"],
+                           env={**os.environ, "MYSQLSTS_HOME": str(state)}, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
