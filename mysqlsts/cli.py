@@ -120,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     operation("reclone", cluster.reclone_cmd, "rebuild a pod's data from a healthy donor (e.g. a quarantined pod)",
               900, pod_help="pod name, e.g. mysql-2")
 
+    from mysqlsts.commands import drill
+
+    p = add("drill", drill.drill_cmd, "failover drill: a fault on the primary under write load, measured "
+            "(run; schedule/unschedule it; show its history)")
+    p.add_argument("action", nargs="?", choices=["run", "schedule", "unschedule", "history"], default="run")
+    _target_options(p)
+    p.add_argument("--fault", help="kill, hang, switchover or isolate (default: drills.fault)")
+    p.add_argument("--rate", type=float, metavar="WRITES_PER_S", help="the writer's rate (default: drills.rate)")
+    p.add_argument("--duration", type=float, metavar="S", help="seconds of writing (default: drills.durationSeconds)")
+    p.add_argument("--force", action="store_true", help="run even when the preflight verification fails")
+    p.add_argument("--cron", help="schedule: a 5-field cron expression, e.g. '0 3 * * 1'")
+    p.add_argument("--metrics-file", metavar="PATH",
+                   help="also write the last drill's metrics here (Prometheus textfile format)")
+    _output_option(p, ["table", "json", "md"])
+
     p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
     _target_options(p)
     p.add_argument("--delete-data", action="store_true", help="also delete every pod's data")

@@ -33,9 +33,9 @@ class ServerState:
 
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
-            database: str | None = None, read_timeout: float | None = None):
+            database: str | None = None, read_timeout: float | None = None, user: str = OPERATOR_USER):
     read_timeout = read_timeout or timeout + 2
-    return pymysql.connect(host=host, port=port, user=OPERATOR_USER, password=password, database=database,
+    return pymysql.connect(host=host, port=port, user=user, password=password, database=database,
                            connect_timeout=timeout, read_timeout=read_timeout, write_timeout=read_timeout,
                            autocommit=True, ssl_disabled=not flavor.client_tls)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pymysql
@@ -56,25 +57,35 @@ class Cluster:
         return self._passwords
 
     def connect(self, host: str, timeout: float = 3.0, read_timeout: float | None = None):
+        """As the operator: observes and moves the fence (on MariaDB it may write through it)."""
         return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout,
                        read_timeout=read_timeout)
 
+    def connect_client(self, host: str, timeout: float = 3.0):
+        """As a client (root): the fence holds for it, so data writes (canary, drill ledger) can never
+        land on a fenced node, whatever a name still points at."""
+        return connect(host, self.port, self.passwords["rootPassword"], self.flavor, timeout=timeout, user="root")
+
     # -- observation -----------------------------------------------------------------------
 
-    def observe(self, timeout: float = 3.0) -> list[PodView]:
-        views = []
-        for pod in self.platform.pods():
+    def observe(self, timeout: float = 3.0, read_timeout: float | None = None) -> list[PodView]:
+        """Every pod at once: one hung server must not delay the look at the others."""
+
+        def one(pod) -> PodView:
             state, error = None, ""
             if pod.running:
                 try:
-                    with self.connect(pod.fqdn, timeout) as conn:
+                    with self.connect(pod.fqdn, timeout, read_timeout) as conn:
                         state = observe(conn, self.flavor)
                 except pymysql.MySQLError as e:
                     error = str(e.args[-1]) if e.args else str(e)
-            views.append(PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
-                                 running=pod.running, ready=pod.ready, state=state, error=error,
-                                 quarantined=pod.quarantined))
-        return views
+            return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
+                           running=pod.running, ready=pod.ready, state=state, error=error,
+                           quarantined=pod.quarantined)
+
+        pods = self.platform.pods()
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(pods)))) as pool:
+            return list(pool.map(one, pods))
 
     def status(self) -> list[dict[str, Any]]:
         views = self.observe()
@@ -136,7 +147,7 @@ class Cluster:
         """Write through the primary name, read back from every replica through its own name."""
         token = uuid.uuid4().hex
         try:
-            with self.connect(self.platform.primary_fqdn()) as conn, conn.cursor() as cur:
+            with self.connect_client(self.platform.primary_fqdn()) as conn, conn.cursor() as cur:
                 create_canary_table(cur)
                 cur.execute(f"DELETE FROM {CANARY_TABLE} WHERE written_at < NOW() - INTERVAL 1 DAY")
                 cur.execute(f"INSERT INTO {CANARY_TABLE} (token) VALUES (%s)", (token,))

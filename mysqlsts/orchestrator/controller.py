@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,9 @@ def log(event: str, **fields: Any) -> None:
 
 
 class Controller:
-    def __init__(self, cluster: Cluster, interval: float, block_seconds: float, auto_reclone: bool):
+    def __init__(self, cluster: Cluster, interval: float, block_seconds: float, auto_reclone: bool,
+                 log: Callable[..., None] = log):
+        self.log = log
         self.cluster = cluster
         self.roles = Roles(cluster, probe_timeout=max(0.2, min(1.0, interval)))
         self.interval = interval
@@ -32,20 +35,21 @@ class Controller:
         self.blocked_until = 0.0
         self.last_reason = ""
         self.stopping = False
+        self.strays: set[str] = set()
 
     def run(self) -> None:
         platform = self.cluster.platform
         with platform.leadership() as renew:
-            log("leading", cluster=platform.name, interval=self.interval, block_seconds=self.block_seconds)
+            self.log("leading", cluster=platform.name, interval=self.interval, block_seconds=self.block_seconds)
             while not self.stopping:
                 began = time.monotonic()
                 renew()
                 try:
                     self.tick()
                 except OperationFailed as e:
-                    log("error", reason="; ".join(e.problems))
+                    self.log("error", reason="; ".join(e.problems))
                 time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
-        log("stopped", cluster=platform.name)
+        self.log("stopped", cluster=platform.name)
 
     def tick(self) -> None:
         views, nodes = self.roles.look()
@@ -56,40 +60,62 @@ class Controller:
             self.fence_extra(writable, recorded)
             return
         for name in [n.name for n in nodes if n.diverged and not n.quarantined]:
-            log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
+            self.log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
             self.roles.quarantine_diverged(wait=0)
         verdict = self.roles.lost(nodes)
         if not verdict.act:
             if verdict.reason != self.last_reason and not writable:
-                log("waiting", reason=verdict.reason)
+                self.log("waiting", reason=verdict.reason)
             self.last_reason = verdict.reason if not writable else ""
+            if writable == [recorded]:
+                self.rejoin_strays(views, nodes, recorded)
             if self.auto_reclone:
                 self.reclone_quarantined(views)
             return
         now = time.monotonic()
         if now < self.blocked_until:
             if self.last_reason != "blocked":
-                log("blocked", reason=f"{verdict.reason}; failover blocked for another "
+                self.log("blocked", reason=f"{verdict.reason}; failover blocked for another "
                                       f"{self.blocked_until - now:.0f}s after the last one")
                 self.last_reason = "blocked"
             return
-        log("failing-over", reason=verdict.reason, primary=recorded)
+        self.log("failing-over", reason=verdict.reason, primary=recorded)
         try:
             with platform.lock():
-                report = self.roles.failover(old=recorded)
+                report = self.roles.failover(old=recorded, seen=(views, nodes))
         except OperationFailed as e:
-            log("failover-refused", reason="; ".join(e.problems))
+            self.log("failover-refused", reason="; ".join(e.problems))
             self.last_reason = ""
             return
         self.blocked_until = time.monotonic() + self.block_seconds
         self.last_reason = ""
-        log("failed-over", **report)
+        self.log("failed-over", **report)
+
+    def rejoin_strays(self, views, nodes, primary: str) -> None:
+        """A fenced node that follows no one (or someone else) for two checks in a row is pointed at
+        the primary, or quarantined when it holds transactions the primary lacks. Its sidecar does the
+        same when its server restarts; this catches what that misses."""
+        by_name = {n.name: n for n in nodes}
+        strays = {n.name for n in nodes if n.reachable and not n.writable and not n.quarantined and not n.diverged
+                  and n.source != primary}
+        for name in strays & self.strays:
+            node, source = by_name[name], by_name[primary]
+            view = next(v for v in views if v.name == name)
+            if node.executed is not None and source.known is not None and not source.known.contains(node.executed):
+                reason = f"holds {node.executed.minus(source.known)} that {primary} lacks"
+                self.log("quarantining", pod=name, reason=reason)
+                self.cluster.platform.quarantine(name, f"errant transactions: {reason}")
+                continue
+            self.log("rejoining", pod=name, reason=f"fenced and following {node.source or 'no one'}; "
+                                                   f"{primary} is the primary")
+            self.roles.repoint(view, next(v for v in views if v.name == primary))
+        self.strays = strays
 
     def fence_extra(self, writable: list[str], recorded: str | None) -> None:
         """Two writable nodes must never last: keep the recorded primary, fence the rest."""
         keep = recorded if recorded in writable else None
         if keep is None:
-            log("split-brain", writable=writable, reason="no recorded primary among them; fencing none")
+            self.log("split-brain", writable=writable, reason="no recorded primary among them; fencing none")
             return
         from mysqlsts.mysql import actions
 
@@ -97,18 +123,19 @@ class Controller:
             if view.name in writable and view.name != keep:
                 with self.cluster.connect(view.fqdn, timeout=1.0) as conn:
                     actions.fence(conn, self.cluster.flavor, 0)
-                log("fenced", pod=view.name, reason=f"writable besides the recorded primary {keep}")
+                self.log("fenced", pod=view.name, reason=f"writable besides the recorded primary {keep}")
 
     def reclone_quarantined(self, views) -> None:
         for v in views:
             if v.quarantined:
-                log("recloning", pod=v.name, reason="quarantined (errant transactions); controller.autoReclone is on")
+                self.log("recloning", pod=v.name,
+                         reason="quarantined (errant transactions); controller.autoReclone is on")
                 try:
                     with self.cluster.platform.lock():
                         self.cluster.reclone(v.name, timeout=600)
-                    log("recloned", pod=v.name)
+                    self.log("recloned", pod=v.name)
                 except OperationFailed as e:
-                    log("reclone-failed", pod=v.name, reason="; ".join(e.problems))
+                    self.log("reclone-failed", pod=v.name, reason="; ".join(e.problems))
 
 
 def main_loop(cluster: Cluster) -> int:

@@ -6,6 +6,7 @@ it is still fenced, and only then let it take writes and publish it."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pymysql
@@ -47,7 +48,9 @@ class Roles:
         self.probe_timeout = probe_timeout
 
     def look(self) -> tuple[list[PodView], list[Node]]:
-        views = [v for v in self.cluster.observe(self.probe_timeout) if v.running or v.state is not None]
+        # A hung server accepts the connection and then says nothing: bound the read, too.
+        views = [v for v in self.cluster.observe(self.probe_timeout, self.probe_timeout + 0.5)
+                 if v.running or v.state is not None]
         return views, [node_of(v, self.flavor.name) for v in views]
 
     def sql(self, view: PodView, wait: float = 0.0):
@@ -91,22 +94,25 @@ class Roles:
 
     # -- unplanned -----------------------------------------------------------------------------
 
-    def failover(self, to: str | None = None, force: bool = False, old: str | None = None) -> dict[str, Any]:
+    def failover(self, to: str | None = None, force: bool = False, old: str | None = None,
+                 seen: tuple[list[PodView], list[Node]] | None = None) -> dict[str, Any]:
+        """`seen`: an observation made just now (the controller's), saving another look at a hung node."""
         started = time.monotonic()
-        views, nodes = self.look()
+        views, nodes = seen or self.look()
         if observed_primary(views) is not None:
             raise OperationFailed(f"{observed_primary(views)} is a writable primary and answers; "
                                   "use `mysqlsts switchover` for a planned change")
         old = old or self.cluster.platform.recorded_primary()
         by_name = {v.name: v for v in views}
-        # Cut the old primary off first: no receiver, no acknowledgement, no commit there.
-        for n in nodes:
-            if n.reachable and n.source is not None and n.name != old:
-                with self.sql(by_name[n.name]) as conn:
-                    actions.stop_receiving(conn, self.flavor)
+        # Cut the old primary off first. One that does not answer is killed (it can only come back
+        # fenced, and replica receivers stuck talking to a hung server let go at once); then no
+        # receiver takes anything more from it, so it can neither commit nor be acknowledged.
         if old in by_name and by_name[old].state is None:
             progress(f"{old} does not answer: fencing it by force (it can only come back fenced)")
             self.cluster.platform.kill_server(old)
+        receivers = [by_name[n.name] for n in nodes if n.reachable and n.source is not None and n.name != old]
+        with ThreadPoolExecutor(max_workers=max(1, len(receivers))) as pool:
+            list(pool.map(self.stop_receiving, receivers))
         views, nodes = self.look()
         election = elect(nodes, self.settings["maxLagSeconds"], to)
         report: dict[str, Any] = {"operation": "failover", "from": old, "to": election.candidate,
@@ -163,14 +169,22 @@ class Roles:
                     actions.fence(conn, flavor, 0)
                     actions.execute(conn, "STOP REPLICA" if flavor.name == "mysql" else "STOP SLAVE")
                 continue
-            with self.sql(v) as conn:
-                actions.fence(conn, flavor, 0)
-                actions.replicate_from(conn, flavor, new.fqdn, self.cluster.port, REPLICATION_USER,
-                                       self.cluster.passwords["replicationPassword"], semi)
+            self.repoint(v, new)
         with self.sql(new) as conn:
             actions.unfence(conn, flavor)
         self.cluster.platform.set_primary(new.name)
         self.quarantine_diverged()
+
+    def stop_receiving(self, view: PodView) -> None:
+        with self.sql(view, wait=30) as conn:
+            actions.stop_receiving(conn, self.flavor)
+
+    def repoint(self, view: PodView, source: PodView) -> None:
+        """Fence a node and make it replicate from `source` with GTID auto-position."""
+        with self.sql(view) as conn:
+            actions.fence(conn, self.flavor, 0)
+            actions.replicate_from(conn, self.flavor, source.fqdn, self.cluster.port, REPLICATION_USER,
+                                   self.cluster.passwords["replicationPassword"], semi_sync_on(self.cluster.values))
 
     def quarantine_diverged(self, wait: float = 3.0) -> list[str]:
         """Replicas whose source refuses their GTID position (error 1236) hold errant transactions
@@ -199,7 +213,7 @@ class Roles:
         name = self.cluster.platform.primary_fqdn()
         while True:
             try:
-                with self.cluster.connect(name, timeout=1.0) as conn:
+                with self.cluster.connect_client(name, timeout=1.0) as conn:
                     with conn.cursor() as cur:
                         create_canary_table(cur)
                     actions.write_probe(conn, CANARY_TABLE)

@@ -203,11 +203,16 @@ settle() {
   done
 }
 
-uptime() { sql_local -N -e "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'"; }
+# When the running server started (epoch seconds): a new value means it restarted,
+# however long the sidecar did not look (comparing uptimes misses a quick restart).
+booted_at() {
+  sql_local -N -e "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+                   WHERE VARIABLE_NAME = 'UPTIME'"
+}
 
 settle
 fresh_primary=0
-last_uptime=$(uptime 2>/dev/null || echo 0)
+last_boot=$(booted_at 2>/dev/null || echo 0)
 
 # Keep serving clones; record whom this pod follows so a restart finds it.
 while true; do
@@ -215,14 +220,14 @@ while true; do
     log "clone listener exited; restarting it"
     serve_clones
   fi
-  if now_uptime=$(uptime 2>/dev/null) && [[ -n $now_uptime ]]; then
-    if ((now_uptime < last_uptime)); then
+  if boot=$(booted_at 2>/dev/null) && [[ -n $boot ]]; then
+    if ((boot - last_boot > 1 || last_boot - boot > 1)); then
       log "the server restarted; settling the role again"
       until apply_clone_gtid; do sleep 2; done
       settle
-      now_uptime=$(uptime 2>/dev/null || echo 0)
+      boot=$(booted_at 2>/dev/null || echo "$boot")
     fi
-    last_uptime=$now_uptime
+    last_boot=$boot
     if state=$(local_state 2>/dev/null); then
       read -r ro host io _ _ _ <<<"$state"
       if [[ $ro == 0 ]]; then

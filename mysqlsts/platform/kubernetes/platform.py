@@ -95,6 +95,12 @@ class KubernetesPlatform:
             yield
 
     @contextmanager
+    def drill_lock(self):
+        """One drill at a time, and no switchover or failover by hand while it runs."""
+        with self._lease(f"{self.name}-mysqlsts-drill", LOCK_SECONDS, "drill"):
+            yield
+
+    @contextmanager
     def leadership(self):
         """Exactly one active controller: a Lease renewed at every check; yields the renew function."""
         with self._lease(f"{self.name}-mysqlsts-controller", LEADER_SECONDS, "controller") as renew:
@@ -229,6 +235,39 @@ class KubernetesPlatform:
     def kill_server(self, name: str) -> None:
         """Delete the pod at once (grace 0): the StatefulSet re-creates it, and it boots fenced."""
         self.api.delete("Pod", name, grace_seconds=0)
+
+    @staticmethod
+    def fault_unavailable(fault: str) -> str | None:
+        if fault == "hang":
+            return ("a container's main process cannot be stopped from outside it on Kubernetes "
+                    "(SIGSTOP to PID 1 is ignored); use kill or isolate")
+        return None
+
+    def inject(self, name: str, fault: str):
+        """Break the pod; returns how to undo it. isolate denies all traffic to and from the pod with a
+        NetworkPolicy, which only a CNI that enforces NetworkPolicies honours (kind's default does not)."""
+        if fault == "kill":
+            self.kill_server(name)
+            return lambda: None
+        policy = f"{name}-mysqlsts-isolate"
+        self.api.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                         "metadata": {"name": policy, "labels": selector({"name": self.name})},
+                         "spec": {"podSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": name}},
+                                  "policyTypes": ["Ingress", "Egress"]}})
+        return lambda: self.api.delete("NetworkPolicy", policy)
+
+    def record_drill(self, report: dict[str, Any], metrics: str) -> str:
+        """A summary ConfigMap next to the history table: the last runs, the last report, its metrics."""
+        name = self.names.drill_history
+        current = self.api.get("ConfigMap", name) or {}
+        runs = json.loads((current.get("data") or {}).get("runs.json", "[]"))
+        keys = ("started_at", "run_id", "fault", "rto_seconds", "lost_writes", "passed")
+        runs = [*runs, {k: report[k] for k in keys}][-50:]
+        self.api.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name, "labels": selector({"name": self.name})},
+                        "data": {"runs.json": json.dumps(runs, indent=1), "last.json": json.dumps(report, indent=1),
+                                 "metrics.prom": metrics}})
+        return f"ConfigMap {name} (keys runs.json, last.json, metrics.prom)"
 
     def quarantine(self, name: str, reason: str) -> None:
         self.api.patch("Pod", name, {"metadata": {"labels": {ROLE_LABEL: "quarantined"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -82,6 +83,12 @@ class LocalPlatform:
     def lock(self):
         """One mutating command per cluster at a time."""
         with self._flock(".lock", "mysqlsts command"):
+            yield
+
+    @contextmanager
+    def drill_lock(self):
+        """One drill at a time, and no switchover or failover by hand while it runs."""
+        with self._flock(".drill.lock", "drill"):
             yield
 
     @contextmanager
@@ -249,6 +256,35 @@ class LocalPlatform:
         pid = status.get("containers", {}).get("mysql", {}).get("pid")
         if pid and procs.alive(pid, flavors.get(self.values()["flavor"]).server):
             os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def fault_unavailable(fault: str) -> str | None:
+        if fault == "isolate":
+            return ("the local runtime's pods share this machine's network stack, so cutting one off would "
+                    "mean changing the host's firewall, which mysqlsts never does")
+        return None
+
+    def inject(self, name: str, fault: str):
+        """Break the pod's server; returns how to undo it (nothing to undo for kill)."""
+        if fault == "kill":
+            self.kill_server(name)
+            return lambda: None
+        status = read_json(self.layout.pod(name).status_file)
+        pid = status["containers"]["mysql"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+
+        def resume() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+        return resume
+
+    def record_drill(self, report: dict[str, Any], metrics: str) -> str:
+        """The last drill's metrics as a node_exporter textfile next to the cluster's state."""
+        path = self.layout.root / "metrics" / "mysqlsts_drill.prom"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, metrics)
+        return str(path)
 
     def quarantine(self, name: str, reason: str) -> None:
         pv = self.layout.pod(name).pv

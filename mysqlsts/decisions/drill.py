@@ -1,0 +1,52 @@
+"""What a drill's measurements mean: RTO, lost writes, split-brain, the verdict. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ack:
+    id: int
+    at: float  # monotonic seconds
+
+
+def rto(acks: list[Ack], fault_at: float) -> float | None:
+    """Last write acknowledged before the fault to the first one after it; None if writes never resumed."""
+    before = [a.at for a in acks if a.at <= fault_at]
+    after = [a.at for a in acks if a.at > fault_at]
+    if not after:
+        return None
+    return min(after) - (max(before) if before else fault_at)
+
+
+def lost(acks: list[Ack], present: set[int]) -> list[int]:
+    """Acknowledged writes missing from a node: the RPO, by id."""
+    return sorted(a.id for a in acks if a.id not in present)
+
+
+def overlaps(samples: list[tuple[float, list[str]]]) -> list[tuple[float, list[str]]]:
+    """Moments at which more than one node was writable (split-brain)."""
+    return [(t, nodes) for t, nodes in samples if len(nodes) > 1]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reasons: list[str]
+
+
+def verdict(rto_seconds: float | None, lost_writes: int, split_brain: int, healthy_after: bool,
+            max_rto: float, max_lost: int) -> Verdict:
+    reasons = []
+    if rto_seconds is None:
+        reasons.append("writes never resumed through the primary name")
+    elif rto_seconds > max_rto:
+        reasons.append(f"RTO {rto_seconds:.2f}s exceeds drills.maxRTOSeconds {max_rto:g}s")
+    if lost_writes > max_lost:
+        reasons.append(f"{lost_writes} acknowledged writes lost (drills.maxLostWrites {max_lost})")
+    if split_brain:
+        reasons.append(f"two writable nodes seen at {split_brain} moment(s)")
+    if not healthy_after:
+        reasons.append("the cluster was not healthy after the drill")
+    return Verdict(not reasons, reasons)
