@@ -184,3 +184,15 @@ def test_an_elected_candidate_loses_nothing_unless_the_election_says_so(specs):
     for n in nodes:
         if n.reachable:
             assert chosen.known.contains(n.known) or n.name in result.lost
+
+
+def test_rto_runs_from_the_old_primarys_last_ack_to_the_first_ack_elsewhere():
+    from mysqlsts.decisions.drill import Ack, rto, verdict
+
+    acks = [Ack(1, 9.0, "mysql-0"), Ack(2, 10.05, "mysql-0"),  # in flight at the fault, acknowledged after it
+            Ack(3, 12.5, "mysql-1"), Ack(4, 12.6, "mysql-1")]
+    assert rto(acks, 10.0, "mysql-0") == pytest.approx(2.45)
+    assert rto(acks[:2], 10.0, "mysql-0") is None  # writes never resumed elsewhere
+    assert verdict(2.45, 0, 0, True, max_rto=3, max_lost=0).passed
+    failed = verdict(None, 3, 1, False, max_rto=3, max_lost=0)
+    assert not failed.passed and len(failed.reasons) == 4

@@ -99,8 +99,8 @@ def args_json(args: argparse.Namespace) -> bool:
 
 
 def announce(args: argparse.Namespace, text: str) -> None:
-    """The first line of output names target and cluster; with -o json it goes to stderr."""
-    (output.progress if args_json(args) else output.line)(text)
+    """The first line of output names target and cluster; with -o json or md (documents) it goes to stderr."""
+    (output.progress if getattr(args, "output", "table") != "table" else output.line)(text)
 
 
 def print_checks(report: dict[str, Any], args: argparse.Namespace) -> int:

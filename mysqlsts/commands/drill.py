@@ -43,6 +43,11 @@ def settings(args: argparse.Namespace, values: dict[str, Any]) -> tuple[str, flo
     return fault, rate, duration
 
 
+def interrupt(signum, frame) -> None:
+    """SIGTERM (a CronJob's deadline, a pod's eviction) aborts like Ctrl-C: undo, recover, stop."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     fault, rate, duration = settings(args, cluster.values)
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         report = platform.run_in_cluster(cluster.values, remote + (["--force"] if args.force else []), duration + 600)
         reports.show(report, args.output)
         return 0 if report["passed"] else 1
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     with platform.drill_lock():
         platform.enter_network()
         checks = cluster.verify()

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 class Ack:
     id: int
     at: float  # monotonic seconds
+    by: str = ""  # the pod that acknowledged it
 
 
-def rto(acks: list[Ack], fault_at: float) -> float | None:
-    """Last write acknowledged before the fault to the first one after it; None if writes never resumed."""
-    before = [a.at for a in acks if a.at <= fault_at]
-    after = [a.at for a in acks if a.at > fault_at]
+def rto(acks: list[Ack], fault_at: float, old: str) -> float | None:
+    """The outage a client saw: its last write acknowledged by the old primary (a write in flight
+    at the fault may still land there) to its first one acknowledged by another node after the
+    fault. None if writes never resumed."""
+    after = [a.at for a in acks if a.at > fault_at and a.by != old]
     if not after:
         return None
-    return min(after) - (max(before) if before else fault_at)
+    resumed = min(after)
+    before = [a.at for a in acks if a.at < resumed and (a.by == old or a.at <= fault_at)]
+    return resumed - (max(before) if before else fault_at)
 
 
 def lost(acks: list[Ack], present: set[int]) -> list[int]:

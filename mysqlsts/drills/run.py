@@ -47,9 +47,12 @@ class Writer(threading.Thread):
             try:
                 if conn is None:
                     conn = self.cluster.connect_client(name, timeout=1.0)
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT @@GLOBAL.report_host")
+                        by = (cur.fetchone()[0] or "").split(".")[0]
                 with conn.cursor() as cur:
                     cur.execute(f"INSERT INTO {SCHEMA}.ledger (run_id, id) VALUES (%s, %s)", (self.run_id, n))
-                self.acks.append(decide.Ack(n, time.monotonic()))
+                self.acks.append(decide.Ack(n, time.monotonic(), by))
             except pymysql.MySQLError:
                 self.failed += 1
                 conn = None
@@ -162,7 +165,8 @@ class Drill:
             progress("a controller is active for this cluster; it will handle the fault")
             return None, None
         settings = self.cluster.values["controller"]
-        controller = Controller(self.cluster, float(settings["checkIntervalSeconds"]), 0.0, False, log=self.record)
+        controller = Controller(self.cluster, float(settings["checkIntervalSeconds"]), 0.0,
+                                bool(settings["autoReclone"]), log=self.record)
         thread = threading.Thread(target=controller.run, daemon=True, name="drill-controller")
         thread.start()
         self.own_controller = True
@@ -204,7 +208,7 @@ class Drill:
         lost_ids = sorted({i for ids in missing.values() for i in ids})
         decision = next((e for e in self.events if e["event"] == "failing-over"), None)
         promoted = sampler.first_writable_other_than(old, fault_at)
-        rto = decide.rto(writer.acks, fault_at)
+        rto = decide.rto(writer.acks, fault_at, old)
         split = decide.overlaps(sampler.samples)
         thresholds = cluster.values["drills"]
         verdict = decide.verdict(rto, len(lost_ids), len(split), healthy, float(thresholds["maxRTOSeconds"]),
@@ -241,5 +245,7 @@ class Drill:
                 with conn.cursor() as cur:
                     cur.execute(f"SELECT id FROM {SCHEMA}.ledger WHERE run_id = %s", (run_id,))
                     return {r[0] for r in cur.fetchall()}
-        except pymysql.MySQLError:
+        except pymysql.MySQLError as e:
+            if e.args and e.args[0] in (1049, 1146):  # no ledger there at all: it holds none of the writes
+                return set()
             return None
