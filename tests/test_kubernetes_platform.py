@@ -440,3 +440,40 @@ async def test_verify_from_outside_prints_the_in_cluster_report_like_the_local_t
     assert ("cluster is HEALTHY: 2/2" if healthy else "cluster is UNHEALTHY: 1/2") in out
     assert all(r.headers.get("Authorization") == "Bearer t0ken" for r in kmock)
     assert not [r for r in kmock if "/secrets/" in r.url.path]  # the CLI outside never reads the passwords
+
+
+async def test_isolate_is_a_deny_all_network_policy_on_the_pod_removed_by_its_undo(kmock):
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
+    kmock[f"post {policies}"] << (lambda request: request.data)
+    kmock[f"delete {policies}/mysql-0-mysqlsts-isolate"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    p = platform_for(kmock)
+    assert p.fault_unavailable("isolate") is None and "SIGSTOP" in p.fault_unavailable("hang")
+    undo = await run(p.inject, "mysql-0", "isolate")
+    (create,) = list(kmock["post"])
+    assert create.data["spec"] == {"podSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": "mysql-0"}},
+                                   "policyTypes": ["Ingress", "Egress"]}  # no rule: nothing in, nothing out
+    assert not list(kmock["delete"])
+    await run(undo)
+    assert [r.url.path for r in kmock["delete"]] == [f"{policies}/mysql-0-mysqlsts-isolate"]
+
+
+async def test_a_kill_fault_deletes_the_pod_at_once(kmock):
+    kmock[f"delete /api/v1/namespaces/{NS}/pods/mysql-0"] << pod("mysql-0", "u0")
+    await run(platform_for(kmock).inject, "mysql-0", "kill")
+    (delete,) = list(kmock["delete"])
+    assert delete.data["gracePeriodSeconds"] == 0
+
+
+async def test_a_drill_summary_is_kept_in_a_configmap(kmock):
+    store = Store()
+    store.install(kmock)
+    p = platform_for(kmock)
+    report = {"started_at": "2026-11-22T01:00:00+00:00", "run_id": "abc", "fault": "kill", "rto_seconds": 1.5,
+              "lost_writes": 0, "passed": True, "cluster": "mysql"}
+    await run(p.record_drill, report, "mysqlsts_drill_passed 1.0\n")
+    await run(p.record_drill, {**report, "run_id": "def"}, "mysqlsts_drill_passed 1.0\n")
+    cm = store.objects[f"/api/v1/namespaces/{NS}/configmaps/mysql-drill-history"]
+    assert [r["run_id"] for r in json.loads(cm["data"]["runs.json"])] == ["abc", "def"]
+    assert json.loads(cm["data"]["last.json"])["run_id"] == "def"
+    assert cm["data"]["metrics.prom"] == "mysqlsts_drill_passed 1.0\n"
+    assert all(r.headers["Content-Type"] == "application/apply-patch+yaml" for r in kmock["patch"])

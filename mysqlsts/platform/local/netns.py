@@ -18,6 +18,7 @@ _CLONE_NEWNS = 0x00020000
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
+_MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 _entered: Path | None = None
 
@@ -47,6 +48,15 @@ def enter(resolv_conf: Path) -> None:
     if _already_visible(resolv_conf):  # inherited from a parent that entered it
         _entered = resolv_conf
         return
+    # Inside our own namespace now. A parent may have left another cluster's resolv.conf bound here,
+    # perhaps of a cluster since deleted (a bind over a deleted file fails): peel such binds off.
+    # umount only ever touches this private namespace, never the host's file.
+    for _ in range(8):
+        if _libc.mount(str(resolv_conf).encode(), b"/etc/resolv.conf", None, _MS_BIND, None) == 0:
+            _entered = resolv_conf
+            return
+        if _libc.umount2(b"/etc/resolv.conf", _MNT_DETACH) != 0:
+            break
     _check(_libc.mount(str(resolv_conf).encode(), b"/etc/resolv.conf", None, _MS_BIND, None),
            "bind-mount the cluster resolv.conf")
     _entered = resolv_conf
