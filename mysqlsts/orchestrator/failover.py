@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pymysql
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mysqlsts.chart.render import semi_sync_on
 from mysqlsts.decisions import gtid
@@ -209,19 +210,21 @@ class Roles:
 
     def first_write(self, since: float, timeout: float = 30.0) -> float:
         """Seconds from `since` to the first acknowledged write through the primary name."""
-        deadline = time.monotonic() + timeout
         name = self.cluster.platform.primary_fqdn()
-        while True:
-            try:
-                with self.cluster.connect_client(name, timeout=1.0) as conn:
-                    with conn.cursor() as cur:
-                        create_canary_table(cur)
-                    actions.write_probe(conn, CANARY_TABLE)
-                return time.monotonic() - since
-            except pymysql.MySQLError:
-                if time.monotonic() > deadline:
-                    raise OperationFailed(f"no write through {name} succeeded within {timeout:g}s") from None
-                time.sleep(0.02)
+
+        @retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.02), retry=retry_if_exception_type(pymysql.MySQLError),
+               reraise=True)
+        def write() -> None:
+            with self.cluster.connect_client(name, timeout=1.0) as conn:
+                with conn.cursor() as cur:
+                    create_canary_table(cur)
+                actions.write_probe(conn, CANARY_TABLE)
+
+        try:
+            write()
+        except pymysql.MySQLError as e:
+            raise OperationFailed(f"no write through {name} succeeded within {timeout:g}s: {e}") from None
+        return time.monotonic() - since
 
 
 __all__ = ["Election", "Roles", "errant"]
