@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -158,6 +159,7 @@ def main() -> None:
         else:
             subprocess.run([sys.executable, "-m", "mysqlsts", "destroy", "--delete-data"],
                            env={**os.environ, "MYSQLSTS_HOME": str(state)}, capture_output=True)
+            shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
