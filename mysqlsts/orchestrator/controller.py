@@ -23,6 +23,9 @@ def log(event: str, **fields: Any) -> None:
     print(json.dumps(record, default=str), flush=True)
 
 
+REPUBLISH_EVERY = 5  # checks between re-publishing the primary (labels drift when pods are re-created)
+
+
 class Controller:
     def __init__(self, cluster: Cluster, interval: float, block_seconds: float, auto_reclone: bool,
                  log: Callable[..., None] = log):
@@ -36,6 +39,7 @@ class Controller:
         self.last_reason = ""
         self.stopping = False
         self.strays: set[str] = set()
+        self.ticks = 0
 
     def run(self) -> None:
         platform = self.cluster.platform
@@ -69,6 +73,9 @@ class Controller:
             self.last_reason = verdict.reason if not writable else ""
             if writable == [recorded]:
                 self.rejoin_strays(views, nodes, recorded)
+                self.ticks += 1
+                if self.ticks % REPUBLISH_EVERY == 0:  # a re-created pod lost its role label (Kubernetes)
+                    self.cluster.platform.set_primary(recorded)
             if self.auto_reclone:
                 self.reclone_quarantined(views)
             return

@@ -36,14 +36,17 @@ class ClusterDNS:
         """addresses: pod -> address; services: service name -> address it resolves to."""
         lines = [f"{addr} {self.fqdn(pod)}" for pod, addr in sorted(addresses.items())]
         lines += [f"{addr} {self.service_fqdn(svc)}" for svc, addr in sorted(services.items())]
-        write_atomic(self.hosts_file, "\n".join(lines) + "\n")
+        hosts = "\n".join(lines) + "\n"
+        changed = not self.hosts_file.is_file() or self.hosts_file.read_text() != hosts
+        if changed:
+            write_atomic(self.hosts_file, hosts)
         search = f"{self.namespace}.svc.{self.domain} svc.{self.domain} {self.domain}"
         resolv = f"search {search}\nnameserver {self.address}\noptions ndots:5 timeout:1 attempts:3\n"
         # Bind mounts pin the inode: rewrite only when it changes, never by rename under a live mount.
         if not self.layout.resolv_conf.is_file() or self.layout.resolv_conf.read_text() != resolv:
             write_atomic(self.layout.resolv_conf, resolv)
         pid = self.pid()
-        if pid:
+        if pid and changed:
             os.kill(pid, signal.SIGHUP)  # dnsmasq re-reads its hosts files
 
     def pid(self) -> int | None:
