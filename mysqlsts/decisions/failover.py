@@ -44,6 +44,7 @@ class Election:
     reason: str
     lost: dict[str, str] = field(default_factory=dict)  # node -> GTIDs it has that the candidate lacks
     excluded: dict[str, str] = field(default_factory=dict)  # node -> why it may not be promoted
+    errant: frozenset[str] = frozenset()  # the excluded nodes holding errant transactions: to quarantine
 
     @property
     def safe(self) -> bool:
@@ -89,6 +90,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) 
     write is lost), never an errant or quarantined node, never one lagging beyond max_lag.
     `to` forces the choice (it is still checked); lost GTIDs are reported, never hidden."""
     excluded: dict[str, str] = {}
+    errant_nodes: set[str] = set()
     eligible = []
     for n in nodes:
         if not n.reachable or n.known is None:
@@ -97,20 +99,24 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) 
             excluded[n.name] = "quarantined"
         elif n.diverged:
             excluded[n.name] = "errant transactions: its source refused its GTID position (diverged)"
+            errant_nodes.add(n.name)
         elif (e := errant(n, nodes)) is not None:
             excluded[n.name] = f"errant transactions {e}"
+            errant_nodes.add(n.name)
         elif max_lag is not None and n.lag is not None and n.lag > max_lag and not n.writable:
             excluded[n.name] = f"lags {n.lag}s (limit {max_lag}s)"
         else:
             eligible.append(n)
     if to is not None:
         if to in excluded:
-            return Election(None, f"{to} cannot be promoted: {excluded[to]}", excluded=excluded)
+            return Election(None, f"{to} cannot be promoted: {excluded[to]}", excluded=excluded,
+                            errant=frozenset(errant_nodes))
         if to not in {n.name for n in eligible}:
-            return Election(None, f"{to} is not a pod of this cluster", excluded=excluded)
+            return Election(None, f"{to} is not a pod of this cluster", excluded=excluded,
+                            errant=frozenset(errant_nodes))
         chosen = next(n for n in eligible if n.name == to)
     elif not eligible:
-        return Election(None, "no node may be promoted", excluded=excluded)
+        return Election(None, "no node may be promoted", excluded=excluded, errant=frozenset(errant_nodes))
     else:
         # Most transactions first; among equals the current source of the others (no repointing
         # of anything), then the lowest ordinal for a stable answer.
@@ -127,7 +133,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) 
             lost[n.name] = str(missing)
     reason = (f"{chosen.name} holds every transaction any node has" if not lost
               else f"{chosen.name} lacks transactions other nodes have")
-    return Election(chosen.name, reason, lost=lost, excluded=excluded)
+    return Election(chosen.name, reason, lost=lost, excluded=excluded, errant=frozenset(errant_nodes))
 
 
 def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None) -> Election:
@@ -141,7 +147,7 @@ def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None)
         return Election(None, f"{to} cannot take over: {broken[to]}", excluded=broken)
     candidates = [n for n in replicas if n.name not in broken]
     result = elect(candidates, to=to)
-    return Election(result.candidate, result.reason, excluded={**broken, **result.excluded})
+    return Election(result.candidate, result.reason, excluded={**broken, **result.excluded}, errant=result.errant)
 
 
 def _ordinal(name: str) -> int:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from mysqlsts.decisions.failover import primary_lost
 from mysqlsts.errors import OperationFailed
+from mysqlsts.mysql import actions
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.orchestrator.failover import Roles
 
@@ -61,12 +63,12 @@ class Controller:
         writable = [n.name for n in nodes if n.reachable and n.writable]
         recorded = platform.recorded_primary()
         if len(writable) > 1:
-            self.fence_extra(writable, recorded)
+            self.fence_extra(views, writable, recorded)
             return
-        for name in [n.name for n in nodes if n.diverged and not n.quarantined]:
-            self.log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
-            self.roles.quarantine_diverged(wait=0)
-        verdict = self.roles.lost(nodes)
+        if any(n.diverged and not n.quarantined for n in nodes):
+            for name in self.roles.quarantine_diverged(wait=0, seen=(views, nodes)):
+                self.log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
+        verdict = primary_lost(nodes, recorded)
         if not verdict.act:
             if verdict.reason != self.last_reason and not writable:
                 self.log("waiting", reason=verdict.reason)
@@ -118,17 +120,15 @@ class Controller:
             self.roles.repoint(view, next(v for v in views if v.name == primary))
         self.strays = strays
 
-    def fence_extra(self, writable: list[str], recorded: str | None) -> None:
+    def fence_extra(self, views, writable: list[str], recorded: str | None) -> None:
         """Two writable nodes must never last: keep the recorded primary, fence the rest."""
         keep = recorded if recorded in writable else None
         if keep is None:
             self.log("split-brain", writable=writable, reason="no recorded primary among them; fencing none")
             return
-        from mysqlsts.mysql import actions
-
-        for view in self.cluster.observe(self.roles.probe_timeout):
+        for view in views:
             if view.name in writable and view.name != keep:
-                with self.cluster.connect(view.fqdn, timeout=1.0) as conn:
+                with self.roles.sql(view) as conn:
                     actions.fence(conn, self.cluster.flavor, 0)
                 self.log("fenced", pod=view.name, reason=f"writable besides the recorded primary {keep}")
 

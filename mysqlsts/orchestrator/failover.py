@@ -14,7 +14,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from mysqlsts.chart.render import semi_sync_on
 from mysqlsts.decisions import gtid
-from mysqlsts.decisions.failover import Election, Node, elect, errant, primary_lost, switchover_candidate
+from mysqlsts.decisions.failover import Election, Node, elect, errant, switchover_candidate
 from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
 from mysqlsts.errors import OperationFailed
 from mysqlsts.mysql import actions
@@ -36,7 +36,7 @@ def node_of(view: PodView, flavor: str) -> Node:
 
 def errant_only(election: Election) -> dict[str, str]:
     """Nodes left out for holding errant transactions: they get quarantined, not repointed."""
-    return {n: why for n, why in election.excluded.items() if why.startswith("errant")}
+    return {n: election.excluded[n] for n in election.errant}
 
 
 class Roles:
@@ -150,9 +150,6 @@ class Roles:
             return None
         return self.failover()
 
-    def lost(self, nodes: list[Node]) -> Any:
-        return primary_lost(nodes, self.cluster.platform.recorded_primary())
-
     # -- the one way roles move ------------------------------------------------------------------
 
     def promote(self, new: PodView, views: list[PodView], excluded: dict[str, str]) -> None:
@@ -187,12 +184,15 @@ class Roles:
             actions.replicate_from(conn, self.flavor, source.fqdn, self.cluster.port, REPLICATION_USER,
                                    self.cluster.passwords["replicationPassword"], semi_sync_on(self.cluster.values))
 
-    def quarantine_diverged(self, wait: float = 3.0) -> list[str]:
+    def quarantine_diverged(self, wait: float = 3.0,
+                            seen: tuple[list[PodView], list[Node]] | None = None) -> list[str]:
         """Replicas whose source refuses their GTID position (error 1236) hold errant transactions
-        the positions could not show (MariaDB): stop them and quarantine them."""
+        the positions could not show (MariaDB): stop them and quarantine them. `seen`: a fresh
+        observation to use instead of looking again."""
         deadline = time.monotonic() + wait
         while True:
-            views, nodes = self.look()
+            views, nodes = seen or self.look()
+            seen = None
             settling = [n for n in nodes if n.reachable and n.source and not n.io_running and not n.diverged
                         and not n.quarantined]
             if not settling or time.monotonic() > deadline:

@@ -12,8 +12,8 @@ commands are the chart's own scripts, taken from the ConfigMap.
 
 from __future__ import annotations
 
+import copy
 import getpass
-import json
 import os
 import shutil
 import signal
@@ -257,7 +257,7 @@ class Pod:
     def write_status(self) -> None:
         if self.status != self.written:
             write_json(self.pod.status_file, self.status)
-            self.written = json.loads(json.dumps(self.status))
+            self.written = copy.deepcopy(self.status)
 
     def sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
