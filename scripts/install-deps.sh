@@ -6,18 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(mariadb-server mariadb-client mariadb-backup dnsmasq-base socat shellcheck)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=()
-  ((EUID == 0)) || sudo=(sudo)
-  echo "installing system packages: ${missing[*]}" >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+scripts/apt-install.sh mariadb-server mariadb-client mariadb-backup dnsmasq-base socat shellcheck
 
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh
 .venv/bin/ruff check .
-shellcheck -x charts/mysql-sts/scripts/*.sh scripts/*.sh scripts/kind/*.sh .ci/run
+shellcheck -x charts/mysql-sts/scripts/*.sh scripts/*.sh scripts/kind/*.sh scripts/kind/runc-wrapper .ci/run
 exec .venv/bin/pytest "$@"

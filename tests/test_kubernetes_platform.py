@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import re
+import socket
 
 import kmock as km
 import pytest
@@ -19,6 +20,7 @@ from mysqlsts.chart.render import render
 from mysqlsts.chart.values import load
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.platform.kubernetes import platform as platform_module
 from mysqlsts.platform.kubernetes.api import Api
 from mysqlsts.platform.kubernetes.platform import PRIMARY_ANNOTATION, VALUES_ANNOTATION, KubernetesPlatform, last_json
 
@@ -442,10 +444,22 @@ async def test_verify_from_outside_prints_the_in_cluster_report_like_the_local_t
     assert not [r for r in kmock if "/secrets/" in r.url.path]  # the CLI outside never reads the passwords
 
 
-async def test_isolate_is_a_deny_all_network_policy_on_the_pod_removed_by_its_undo(kmock):
+def isolate_mocks(kmock) -> str:
     policies = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
     kmock[f"post {policies}"] << (lambda request: request.data)
     kmock[f"delete {policies}/mysql-0-mysqlsts-isolate"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(pod("mysql-0", "u0", phase="Running", podIP="127.0.0.1"))
+    kmock[f"get /api/v1/namespaces/{NS}/persistentvolumeclaims"] << {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": []}
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << 404
+    return policies
+
+
+async def test_isolate_is_a_deny_all_network_policy_on_the_pod_removed_by_its_undo(kmock, monkeypatch):
+    policies = isolate_mocks(kmock)
+    with socket.socket() as s:  # a port nothing listens on: the policy "took"
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(platform_module, "MYSQL_PORT", s.getsockname()[1])
     p = platform_for(kmock)
     assert p.fault_unavailable("isolate") is None and "SIGSTOP" in p.fault_unavailable("hang")
     undo = await run(p.inject, "mysql-0", "isolate")
@@ -454,6 +468,19 @@ async def test_isolate_is_a_deny_all_network_policy_on_the_pod_removed_by_its_un
                                    "policyTypes": ["Ingress", "Egress"]}  # no rule: nothing in, nothing out
     assert not list(kmock["delete"])
     await run(undo)
+    assert [r.url.path for r in kmock["delete"]] == [f"{policies}/mysql-0-mysqlsts-isolate"]
+
+
+async def test_isolate_is_refused_and_undone_when_the_pod_stays_reachable(kmock, monkeypatch):
+    """A network plugin that ignores NetworkPolicies (kind's bridge) would make the drill measure nothing."""
+    policies = isolate_mocks(kmock)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        monkeypatch.setattr(platform_module, "MYSQL_PORT", listener.getsockname()[1])
+        monkeypatch.setattr(platform_module, "ISOLATE_PROOF_SECONDS", 0.5)
+        with pytest.raises(OperationFailed, match="does not enforce NetworkPolicies"):
+            await run(platform_for(kmock).inject, "mysql-0", "isolate")
     assert [r.url.path for r in kmock["delete"]] == [f"{policies}/mysql-0-mysqlsts-isolate"]
 
 
@@ -477,3 +504,34 @@ async def test_a_drill_summary_is_kept_in_a_configmap(kmock):
     assert json.loads(cm["data"]["last.json"])["run_id"] == "def"
     assert cm["data"]["metrics.prom"] == "mysqlsts_drill_passed 1.0\n"
     assert all(r.headers["Content-Type"] == "application/apply-patch+yaml" for r in kmock["patch"])
+
+
+class DeletingStore(Store):
+    """Deletes answer like the API server: the object itself for the kinds whose client method
+    returns it, a Status for the others."""
+
+    def delete(self, request: km.Request):
+        obj = self.objects.get(request.url.path)
+        answer = super().delete(request)
+        if obj is not None and PATH.match(request.url.path)["plural"] in (
+                "services", "pods", "persistentvolumeclaims", "serviceaccounts"):
+            return ok(obj)
+        return answer
+
+
+async def test_destroy_also_removes_what_mysqlsts_made_besides_the_chart(kmock):
+    store = DeletingStore()
+    store.install(kmock)
+    p = platform_for(kmock)
+    v = values(**{"controller.enabled": "true"})
+    await run(p.apply, v, PASSWORDS, render(v, PASSWORDS))
+    labels = {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": "mysql"}
+    extra = {f"/api/v1/namespaces/{NS}/configmaps/mysql-drill-history": "ConfigMap",
+             f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/mysql-mysqlsts-controller": "Lease",
+             f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/mysql-0-mysqlsts-isolate": "NetworkPolicy",
+             f"/apis/batch/v1/namespaces/{NS}/jobs/mysql-verify-abc123": "Job",
+             f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-mysql-0": "PersistentVolumeClaim"}
+    for path, kind in extra.items():
+        store.objects[path] = {"kind": kind, "metadata": {"name": path.rsplit("/", 1)[1], "labels": labels}}
+    await run(p.destroy, True)
+    assert store.objects == {}

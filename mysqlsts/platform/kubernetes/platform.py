@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,11 @@ LOCK_SECONDS = 1800  # a crashed command's lock expires after this long (longer 
 LEADER_SECONDS = 15  # a controller that stops renewing loses the lead after this long
 # Kinds a release may stop rendering (a feature switched off): pruned when absent.
 PRUNABLE = ("Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget")
+# Kinds mysqlsts creates outside the chart (labelled with the release): destroy removes them too.
+LEFTOVERS = ("Job", "NetworkPolicy", "ConfigMap", "Lease")
+MYSQL_PORT = 3306
+# How long a NetworkPolicy may take to be enforced before isolate gives up on it.
+ISOLATE_PROOF_SECONDS = 5.0
 
 
 def in_cluster() -> bool:
@@ -245,16 +251,28 @@ class KubernetesPlatform:
 
     def inject(self, name: str, fault: str):
         """Break the pod; returns how to undo it. isolate denies all traffic to and from the pod with a
-        NetworkPolicy, which only a CNI that enforces NetworkPolicies honours (kind's default does not)."""
+        NetworkPolicy, and proves it took: only a network plugin that enforces NetworkPolicies honours one,
+        and another policy that allows the traffic wins (they are additive)."""
         if fault == "kill":
             self.kill_server(name)
             return lambda: None
+        address = next((p.address for p in self.pods() if p.name == name), None)
         policy = f"{name}-mysqlsts-isolate"
         self.api.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                          "metadata": {"name": policy, "labels": selector({"name": self.name})},
                          "spec": {"podSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": name}},
                                   "policyTypes": ["Ingress", "Egress"]}})
-        return lambda: self.api.delete("NetworkPolicy", policy)
+
+        def undo() -> None:
+            self.api.delete("NetworkPolicy", policy)
+
+        if address and not unreachable(address, MYSQL_PORT, within=ISOLATE_PROOF_SECONDS):
+            undo()
+            raise OperationFailed(f"--fault isolate: {name} still accepts connections on {address}:{MYSQL_PORT} "
+                                  f"{ISOLATE_PROOF_SECONDS:g}s after NetworkPolicy {policy} denied all its traffic: "
+                                  "this cluster's network plugin does not enforce NetworkPolicies (or another "
+                                  "policy allows the traffic), so isolate cannot be injected here; use kill")
+        return undo
 
     def record_drill(self, report: dict[str, Any], metrics: str) -> str:
         """A summary ConfigMap next to the history table: the last runs, the last report, its metrics."""
@@ -370,10 +388,29 @@ class KubernetesPlatform:
         for obj in reversed(render(values, {k: "-" for k in SECRET_DATA_KEYS})):
             if self.api.delete(obj["kind"], obj["metadata"]["name"], propagation="Foreground"):
                 progress(f"{obj['kind']} {obj['metadata']['name']} deleted")
+        # What mysqlsts creates besides the chart, labelled with the release: the drill history
+        # ConfigMap, the lock and leader Leases, an isolate drill's NetworkPolicy, in-cluster Jobs.
+        for kind in LEFTOVERS:
+            for item in self.api.list(kind, self.pod_selector).get("items") or []:
+                if self.api.delete(kind, item["metadata"]["name"]):
+                    progress(f"{kind} {item['metadata']['name']} deleted")
         if delete_data:
             for claim in self.api.list("PersistentVolumeClaim", self.pod_selector).get("items") or []:
                 self.api.delete("PersistentVolumeClaim", claim["metadata"]["name"])
                 progress(f"PersistentVolumeClaim {claim['metadata']['name']} deleted")
+
+
+def unreachable(address: str, port: int, within: float) -> bool:
+    """True once a TCP connection to address:port fails (refused or timed out) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1.0):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def pod_phase(pod: dict[str, Any] | None) -> str:
