@@ -7,7 +7,9 @@ line per problem on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from mysqlsts import __version__
@@ -151,9 +153,17 @@ def _positive(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def interrupt(signum, frame) -> None:
+    """SIGTERM (kill, a Job's deadline, a pod's eviction) ends a command like Ctrl-C: its cleanup runs,
+    so a lock it holds is released and a drill's fault is undone."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
     try:
         problems = _positive(args)
         if problems:

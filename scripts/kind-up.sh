@@ -100,5 +100,8 @@ timed "cluster ready" wait_ready
 "${kubectl[@]}" get nodes -o wide >&2
 
 echo "export KUBECONFIG=$KIND_KUBECONFIG"
+# Small CPU and memory requests: five database pods, the controller and the
+# in-cluster Jobs share one node with the control plane.
 echo "export MYSQLSTS_KIND_SETS='images.tools=$MYSQLSTS_IMAGE images.mariadb.server=$server_image" \
-  "images.mariadb.backup=$server_image images.pullPolicy=Never'"
+  "images.mariadb.backup=$server_image images.pullPolicy=Never" \
+  "pod.resources.server.requests.cpu=50m pod.resources.server.requests.memory=256Mi'"

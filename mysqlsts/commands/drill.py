@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,11 +42,6 @@ def settings(args: argparse.Namespace, values: dict[str, Any]) -> tuple[str, flo
     return fault, rate, duration
 
 
-def interrupt(signum, frame) -> None:
-    """SIGTERM (a CronJob's deadline, a pod's eviction) aborts like Ctrl-C: undo, recover, stop."""
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     fault, rate, duration = settings(args, cluster.values)
@@ -59,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
         report = platform.run_in_cluster(cluster.values, remote + (["--force"] if args.force else []), duration + 600)
         reports.show(report, args.output)
         return 0 if report["passed"] else 1
-    signal.signal(signal.SIGTERM, interrupt)
     with platform.drill_lock():
         platform.enter_network()
         checks = cluster.verify()

@@ -10,8 +10,8 @@ mkdir -p "$CONF_DIR" "$PV_DIR" "$RUN_DIR"
 # Config: shared flavor settings, then this pod's identity, then its role.
 role=replica
 [[ $(recorded_primary) == "$POD_NAME" ]] && role=primary
-cp "$CONFIG_SRC/$FLAVOR.cnf" "$CONF_DIR/flavor.cnf"
-cp "$CONFIG_SRC/$role.cnf" "$CONF_DIR/role.cnf"
+cp -f "$CONFIG_SRC/$FLAVOR.cnf" "$CONF_DIR/flavor.cnf"
+cp -f "$CONFIG_SRC/$role.cnf" "$CONF_DIR/role.cnf"
 cat >"$CONF_DIR/my.cnf" <<CNF
 !include $CONF_DIR/flavor.cnf
 !include $CONF_DIR/role.cnf
@@ -90,5 +90,5 @@ record_primary "$POD_NAME"
 touch "$BOOTSTRAP_MARKER"
 mv "$STAGING_DIR" "$DATA_DIR"
 sync "$PV_DIR" 2>/dev/null || sync
-cp "$CONFIG_SRC/primary.cnf" "$CONF_DIR/role.cnf"
+cp -f "$CONFIG_SRC/primary.cnf" "$CONF_DIR/role.cnf"
 log "initialized the first primary"
