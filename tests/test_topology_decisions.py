@@ -95,3 +95,24 @@ def test_quarantined_pod_is_reported():
     views[1] = view(1, REPLICA, quarantined=True)
     assert "replica mysql-1 replicates from the primary" in failing(views)
     assert role(views[1], "mysql-0") == "quarantined"
+
+
+def test_verify_waits_for_a_new_pods_dns_name_then_gives_up_after_the_settle_window(monkeypatch):
+    """A name looked up before its pod had an address stays negatively cached for the answer's TTL: verify
+    waits that out instead of reporting a healthy new pod as unresolvable (seen on kind after scale 3 -> 5)."""
+    from mysqlsts.orchestrator import cluster as cluster_module
+
+    stale = [*healthy(), view(3, REPLICA, resolved=None)]
+    flapping = [*healthy(), view(3, None, error="Can't connect to MySQL server on 'mysql-3' ([Errno -2] Name or "
+                                                "service not known)")]  # resolved, then not: two DNS caches
+    fresh = [*healthy(), view(3, REPLICA)]
+    seen = iter([stale, flapping, fresh])
+    c = cluster_module.Cluster.__new__(cluster_module.Cluster)
+    monkeypatch.setattr(cluster_module.time, "sleep", lambda s: None)
+    monkeypatch.setattr(c, "observe", lambda: next(seen))
+    assert c.observe_settled_dns() == fresh
+
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(cluster_module.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(c, "observe", lambda: stale)
+    assert c.observe_settled_dns() == stale  # past DNS_SETTLE_SECONDS the stale name is reported as it is

@@ -25,6 +25,8 @@ from mysqlsts.platform.base import Platform
 CANARY_TABLE = "mysqlsts.canary"
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
 PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
+NO_SUCH_NAME = "Name or service not known"  # getaddrinfo's EAI_NONAME, as a connection error reports it
+DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS's kubernetes plugin default)
 RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's sidecar unfences it sooner; a restarted one needs us
 
 
@@ -117,7 +119,7 @@ class Cluster:
     # -- verification ----------------------------------------------------------------------
 
     def verify(self) -> list[Check]:
-        views = self.observe()
+        views = self.observe_settled_dns()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
                                self.reached_through(self.platform.primary_fqdn(), observed_primary(views)),
                                self.values["health"]["maxLagSeconds"], semi_sync_on(self.values))
@@ -126,6 +128,20 @@ class Cluster:
         elif observed_primary(views) is not None:
             checks.append(Check("canary row reaches every replica", False, "skipped: earlier checks failed"))
         return checks
+
+    def observe_settled_dns(self) -> list[PodView]:
+        """Observe, giving a new pod's DNS name time to appear: a lookup made before the pod had an
+        address (a clone donor search, an earlier check) stays negatively cached for the record's TTL,
+        in each DNS replica's own cache, so one lookup may find the name and the next not."""
+        deadline = time.monotonic() + DNS_SETTLE_SECONDS
+        while True:
+            views = self.observe()
+            stale = [v.name for v in views if v.running and v.address
+                     and (v.resolved != v.address or NO_SUCH_NAME in v.error)]
+            if not stale or time.monotonic() > deadline:
+                return views
+            progress(f"waiting for the DNS names of {', '.join(stale)} to resolve to their pods")
+            time.sleep(1.0)
 
     def reached_through(self, name: str, expected: str | None) -> str | None:
         """Which pod answers on this name (each server reports its own per-pod name). A name that
