@@ -25,7 +25,6 @@ from mysqlsts.platform.base import Platform
 CANARY_TABLE = "mysqlsts.canary"
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
 PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
-NO_SUCH_NAME = "Name or service not known"  # getaddrinfo's EAI_NONAME, as a connection error reports it
 DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS's kubernetes plugin default)
 RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's sidecar unfences it sooner; a restarted one needs us
 
@@ -130,14 +129,15 @@ class Cluster:
         return checks
 
     def observe_settled_dns(self) -> list[PodView]:
-        """Observe, giving a new pod's DNS name time to appear: a lookup made before the pod had an
-        address (a clone donor search, an earlier check) stays negatively cached for the record's TTL,
-        in each DNS replica's own cache, so one lookup may find the name and the next not."""
+        """Observe, giving a new or restarted pod's DNS name time to settle: an answer given before the
+        pod had its address (none yet, or the old pod's) stays cached for the record's TTL in each DNS
+        replica's own cache, so one lookup may find the pod and the next miss it. A ready pod that does not
+        answer is taken for such a miss until the window closes."""
         deadline = time.monotonic() + DNS_SETTLE_SECONDS
         while True:
             views = self.observe()
             stale = [v.name for v in views if v.running and v.address
-                     and (v.resolved != v.address or NO_SUCH_NAME in v.error)]
+                     and (v.resolved != v.address or (v.ready and v.state is None))]
             if not stale or time.monotonic() > deadline:
                 return views
             progress(f"waiting for the DNS names of {', '.join(stale)} to resolve to their pods")
