@@ -75,6 +75,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pymysql
@@ -308,6 +309,8 @@ class LocalWitness:
 
     def finish(self, timeout: float = 300) -> dict:
         acked = self.writer.finish()
+        times = [at for _, at in self.writer.acked]
+        max_gap = max((b - a for a, b in pairwise(times)), default=0.0)
         missing: dict[str, object] = {}
         want = set(acked)
         deadline = time.monotonic() + timeout
@@ -323,7 +326,8 @@ class LocalWitness:
                     break
                 time.sleep(0.5)
             missing[host] = gone if isinstance(gone, str) else gone[:20]
-        return {"acked": len(acked), "missing": {h: m for h, m in missing.items() if m}}
+        return {"acked": len(acked), "missing": {h: m for h, m in missing.items() if m},
+                "max_gap_seconds": round(max_gap, 3)}
 
     def __exit__(self, *exc) -> bool:
         if self.writer is not None and self.writer.is_alive():
@@ -365,7 +369,7 @@ while True:
             sys.exit(1)
         time.sleep(1)
 
-acked, hosts, errors, conn, host = [], {}, 0, None, None
+acked, hosts, errors, conn, host, last_ack, max_gap = [], {}, 0, None, None, 0.0, 0.0
 end, last = time.monotonic() + duration, 0.0
 while time.monotonic() < end:
     try:
@@ -378,6 +382,10 @@ while time.monotonic() < end:
         with conn.cursor() as cur:
             cur.execute("INSERT INTO e2e_witness.ledger (id, host) VALUES (%s, %s)", (i, host))
         acked.append(i)
+        now = time.monotonic()
+        if last_ack:
+            max_gap = max(max_gap, now - last_ack)
+        last_ack = now
         hosts[host] = hosts.get(host, 0) + 1
     except pymysql.MySQLError:
         errors += 1
@@ -411,7 +419,7 @@ for node in [primary] + nodes:
         time.sleep(1)
     if gone:
         missing[node] = gone if isinstance(gone, str) else gone[:20]
-say(final=True, acked=len(acked), errors=errors, hosts=hosts, missing=missing)
+say(final=True, acked=len(acked), errors=errors, hosts=hosts, missing=missing, max_gap_seconds=round(max_gap, 3))
 """
 
 
@@ -652,7 +660,7 @@ class KindWitness:
         final = self._wait(lambda d: bool(d.get("final")), self.write_seconds + self.settle_seconds + 120,
                            "the witness did not report")
         assert "error" not in final, final
-        return {"acked": final["acked"], "missing": final["missing"]}
+        return {"acked": final["acked"], "missing": final["missing"], "max_gap_seconds": final["max_gap_seconds"]}
 
     def __exit__(self, *exc) -> bool:
         from kubernetes import client
@@ -688,10 +696,20 @@ def bootstrapped(request, tmp_path_factory):
     whatever happened."""
     t = local_target(tmp_path_factory.mktemp("e2e")) if request.param == "local" else kind_target()
     try:
+        started = time.monotonic()
         t.bootstrap_result = t.run("bootstrap", *t.sets, "--replicas", "3", "-o", "json", timeout=1800)
+        record(t, "bootstrap 3 pods, verified (s)", time.monotonic() - started)
         yield t
     finally:
         t.teardown()
+
+
+def record(t: Target, figure: str, value: float) -> None:
+    """A figure for docs/kind.md: appended as a JSON line to $MYSQLSTS_E2E_FIGURES when it is set."""
+    path = os.environ.get("MYSQLSTS_E2E_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"target": t.name, "figure": figure, "value": round(value, 3)}) + "\n")
 
 
 @pytest.fixture
@@ -802,6 +820,7 @@ def test_switchover(cluster):
     report = json.loads(t.ok("switchover", "-o", "json").stdout)
     assert report["from"] == old and report["to"] != old
     assert report["write_unavailable_seconds"] >= 0
+    record(t, "switchover: write-unavailable window (s)", report["write_unavailable_seconds"])
     after = roles(t)
     assert after[report["to"]] == "primary" and after[old] == "replica"
     assert wait_healthy(t)["healthy"]
@@ -828,6 +847,7 @@ def test_the_controller_fails_over_with_no_acknowledged_write_lost(cluster, faul
     assert new != old
     assert report["healthy"], failing(report)
     assert result["acked"] > 10 and result["missing"] == {}, result  # no acknowledged write lost, anywhere
+    record(t, f"controller failover, {fault}: longest write gap the witness saw (s)", result["max_gap_seconds"])
     assert roles(t)[old] == "replica"  # the old primary rejoined (or was re-cloned) as a replica
     decisions = t.controller_decisions()
     assert any(d["event"] == "failed-over" and d.get("from") == old and d.get("to") == new for d in decisions), \
@@ -845,6 +865,7 @@ def test_drill_kill(cluster):
     assert report["fault"] == "kill" and report["old_primary"] != report["new_primary"]
     assert report["lost_writes"] == 0 and report["split_brain_samples"] == 0, report
     assert report["writes_acknowledged"] > 0 and report["rto_seconds"] is not None
+    record(t, "drill --fault kill: RTO (s)", report["rto_seconds"])
     assert report["healthy_after"], report["failed_checks"]
     assert report["passed"], report["verdict_reasons"]
 

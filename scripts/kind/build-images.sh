@@ -148,11 +148,15 @@ rootfs_image() {
 }
 
 # image TAG DIR: docker build with the Dockerfile on stdin, DIR as context.
+# Rebuilt when the Dockerfile or the context's files change, though the tag
+# stays (kubeadm asks for the control-plane images by their release names).
 image() {
-  local tag=$1 dir=$2
-  have_image "$tag" && { cat >/dev/null; return 0; }
+  local tag=$1 dir=$2 dockerfile key
+  dockerfile=$(cat)
+  key=$( (echo "$dockerfile" && find "$dir" -maxdepth 1 -type f -exec sha256sum {} + | sort) | sha256sum | cut -c1-16)
+  [[ $(docker image inspect -f '{{index .Config.Labels "mysqlsts.recipe"}}' "$tag" 2>/dev/null) == "$key" ]] && return 0
   log "docker build $tag"
-  docker build -q -t "$tag" -f - "$dir" >/dev/null
+  docker build -q --label "mysqlsts.recipe=$key" -t "$tag" -f - "$dir" <<<"$dockerfile" >/dev/null
 }
 
 context_with() { # context_with NAME FILE...: a build context holding FILEs
@@ -281,7 +285,8 @@ EOF
 # mariabackup, running as uid/gid 999 like the stock image.
 mariadb_image() {
   local apps=$1
-  image "$MARIADB_BUILT_IMAGE" "$KIND_CACHE" <<EOF
+  mkdir -p "$KIND_CACHE/context/empty"
+  image "$MARIADB_BUILT_IMAGE" "$KIND_CACHE/context/empty" <<EOF
 FROM $apps
 RUN groupmod -g 999 mysql && usermod -u 999 -g 999 mysql \
  && mkdir -p /run/mysqld && chown 999:999 /run/mysqld /var/lib/mysql
