@@ -46,11 +46,14 @@ collect_logs() {
   done
 }
 
+figures=$ARTIFACTS/figures.jsonl
+mkdir -p "$ARTIFACTS"
+rm -f "$figures"
 status=0
 for flavor in $FLAVORS; do
   log "e2e on kind, flavor $flavor"
   start=$SECONDS
-  MYSQLSTS_KIND=1 MYSQLSTS_KIND_CONTEXT=$KIND_CONTEXT MYSQLSTS_IMAGE=$MYSQLSTS_IMAGE MYSQLSTS_FLAVOR=$flavor \
+  MYSQLSTS_E2E_FIGURES=$figures MYSQLSTS_KIND=1 MYSQLSTS_KIND_CONTEXT=$KIND_CONTEXT MYSQLSTS_IMAGE=$MYSQLSTS_IMAGE MYSQLSTS_FLAVOR=$flavor \
     .venv/bin/pytest -q -m kind tests/test_e2e.py "$@" || status=$?
   log "step 'e2e suite ($flavor)' took $((SECONDS - start)) s"
   if ((status != 0)); then
@@ -58,4 +61,8 @@ for flavor in $FLAVORS; do
     break
   fi
 done
+if [[ -s $figures ]]; then
+  log "figures measured on kind ($figures):"
+  jq -r '"  \(.figure): \(.value)"' "$figures" >&2
+fi
 exit "$status"

@@ -331,9 +331,15 @@ class KubernetesPlatform:
             except TimeoutError:
                 raise OperationFailed([f"Job {job_name} did not finish within {timeout + self.job_margin:.0f}s",
                                        *self._job_diagnosis(job_name)]) from None
-            log = self._job_log(job_name)
+            pod = self._job_pod(job_name)
+            log = self.api.log(pod["metadata"]["name"]) if pod else ""
             report = last_json(log)
             if report is None:
+                # The command said why it stopped (bad input, a refused fault): that, as if run here.
+                said = [line.removeprefix(f"mysqlsts {args[0]}: ") for line in log.splitlines()
+                        if line.startswith(f"mysqlsts {args[0]}: ")]
+                if said:
+                    raise (BadInput if _exit_code(pod) == 2 else OperationFailed)(said)
                 state = "failed" if _finished(jobs[job_name], "Failed") else "finished"
                 raise OperationFailed([f"Job {job_name} {state} without a report", *self._job_diagnosis(job_name)])
             for line in log.splitlines():
@@ -346,9 +352,9 @@ class KubernetesPlatform:
             except OperationFailed as e:  # the TTL removes it later; never hide the outcome for this
                 progress(f"warning: {e.problems[0]}")
 
-    def _job_log(self, job_name: str) -> str:
+    def _job_pod(self, job_name: str) -> dict[str, Any] | None:
         pods = self.api.list("Pod", f"job-name={job_name}").get("items") or []
-        return self.api.log(pods[-1]["metadata"]["name"]) if pods else ""
+        return pods[-1] if pods else None
 
     def _job_diagnosis(self, job_name: str) -> list[str]:
         lines = []
@@ -461,6 +467,14 @@ def last_json(log: str) -> dict[str, Any] | None:
         except ValueError:
             pass
         start = text.rfind("\n{", 0, start)
+    return None
+
+
+def _exit_code(pod: dict[str, Any] | None) -> int | None:
+    for c in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        terminated = (c.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated.get("exitCode")
     return None
 
 
