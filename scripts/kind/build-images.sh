@@ -279,6 +279,9 @@ EOF
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' "$box" "$NODE_IMAGE" >/dev/null
   docker rm -f "$box" >/dev/null
   docker rmi "$NODE_IMAGE-base" >/dev/null
+  # Older recipes of this version's node image are dead weight (about 1 GB each).
+  docker images --format '{{.Repository}}:{{.Tag}}' "mysqlsts-kind/node" | grep "^mysqlsts-kind/node:$K8S_VERSION-" |
+    grep -vx "$NODE_IMAGE" | xargs -r docker rmi >/dev/null || true
 }
 
 # The database image for the MariaDB flavor: Debian's MariaDB 10.11 and
