@@ -378,13 +378,17 @@ async def test_in_cluster_verification_runs_as_a_job_and_its_report_comes_back(k
     assert delete.url.path == f"{JOBS}/{job['metadata']['name']}"
 
 
+def failed_runner(exit_code: int) -> dict:
+    return pod("runner-y", "u8", phase="Failed", containerStatuses=[
+        {"name": "mysqlsts", "ready": False, "restartCount": 0, "image": "t", "imageID": "",
+         "state": {"terminated": {"exitCode": exit_code}}}])
+
+
 async def test_a_job_that_stops_on_bad_input_reports_that_alone_with_its_exit_code(kmock):
     """What the command in the Job said is what the user sees, as if it ran here: one line, not a diagnosis."""
     v = values()
-    failed = pod("runner-y", "u8", phase="Failed", containerStatuses=[
-        {"name": "mysqlsts", "ready": False, "restartCount": 0, "image": "t", "imageID": "",
-         "state": {"terminated": {"exitCode": 2}}}])
-    mock_job(kmock, "Failed", failed, "[   0.1s] target: kubernetes\nmysqlsts verify: --name: no cluster 'mysql'\n")
+    mock_job(kmock, "Failed", failed_runner(2),
+             "[   0.1s] target: kubernetes\nmysqlsts verify: --name: no cluster 'mysql'\n")
     kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
     with pytest.raises(BadInput) as e:
         await run(platform_for(kmock).run_in_cluster, v, ["verify"], 60)
@@ -394,10 +398,7 @@ async def test_a_job_that_stops_on_bad_input_reports_that_alone_with_its_exit_co
 
 async def test_a_job_that_crashes_without_a_report_fails_with_a_diagnosis(kmock):
     v = values()
-    failed = pod("runner-y", "u8", phase="Failed", containerStatuses=[
-        {"name": "mysqlsts", "ready": False, "restartCount": 0, "image": "t", "imageID": "",
-         "state": {"terminated": {"exitCode": 1}}}])
-    mock_job(kmock, "Failed", failed, "Traceback (most recent call last):\nMemoryError\n")
+    mock_job(kmock, "Failed", failed_runner(1), "Traceback (most recent call last):\nMemoryError\n")
     kmock[f"get /api/v1/namespaces/{NS}/events"] << {"apiVersion": "v1", "kind": "EventList",
                                                     "metadata": {"resourceVersion": "1"}, "items": []}
     kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
