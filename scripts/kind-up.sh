@@ -25,13 +25,17 @@ node_image=
 if [[ $mode == built ]]; then
   node_image=$(scripts/kind/build-images.sh | tail -n 1)
   base_image=$(cat "$KIND_CACHE/apps-image")
-  server_image=$MARIADB_BUILT_IMAGE
+  server_images=("$MARIADB_BUILT_IMAGE")
+  image_sets="images.mariadb.server=$MARIADB_BUILT_IMAGE images.mariadb.backup=$MARIADB_BUILT_IMAGE"
 else
   command -v kind >/dev/null 2>&1 || scripts/kind/build-images.sh kind >/dev/null
   node_image=$KIND_STOCK_NODE_IMAGE
   base_image=debian:bookworm-slim
-  server_image=$MARIADB_STOCK_IMAGE
-  docker pull -q "$server_image" >/dev/null
+  server_images=("${STOCK_SERVER_IMAGES[@]}") # the chart's defaults: no --set needed
+  image_sets=
+  for image in "${server_images[@]}"; do
+    docker pull -q "$image" >/dev/null
+  done
 fi
 need_tools kind
 
@@ -78,7 +82,7 @@ export KUBECONFIG=$KIND_KUBECONFIG
 kubectl=(kubectl --context "$KIND_CONTEXT")
 
 load_images() {
-  docker save "$MYSQLSTS_IMAGE" "$server_image" |
+  docker save "$MYSQLSTS_IMAGE" "${server_images[@]}" |
     docker exec -i "$node" ctr --namespace=k8s.io images import --all-platforms --digests - >/dev/null
 }
 timed "load images into the node" load_images
@@ -102,6 +106,5 @@ timed "cluster ready" wait_ready
 echo "export KUBECONFIG=$KIND_KUBECONFIG"
 # Small CPU and memory requests: five database pods, the controller and the
 # in-cluster Jobs share one node with the control plane.
-echo "export MYSQLSTS_KIND_SETS='images.tools=$MYSQLSTS_IMAGE images.mariadb.server=$server_image" \
-  "images.mariadb.backup=$server_image images.pullPolicy=Never" \
+echo "export MYSQLSTS_KIND_SETS='images.tools=$MYSQLSTS_IMAGE $image_sets images.pullPolicy=Never" \
   "pod.resources.server.requests.cpu=50m pod.resources.server.requests.memory=256Mi'"

@@ -41,3 +41,15 @@ def test_no_script_puts_a_secret_in_arguments():
         for n, line in enumerate(script.read_text().splitlines(), 1):
             if "--password" in line or " -p\"$" in line or "-p$" in line:
                 pytest.fail(f"{script.name}:{n} passes a password as an argument: {line.strip()}")
+
+
+def test_the_kind_scripts_preload_the_charts_default_images():
+    """The stock kind path preloads (and never pulls at run time) exactly the images the chart defaults to."""
+    import yaml
+
+    root = Path(__file__).parent.parent
+    values = yaml.safe_load((root / "charts" / "mysql-sts" / "values.yaml").read_text())["images"]
+    defaults = {values[f][role] for f in ("mysql", "mariadb") for role in ("server", "backup")}
+    listed = subprocess.run(["bash", "-c", 'source scripts/kind/lib.sh && printf "%s\\n" "${STOCK_SERVER_IMAGES[@]}"'],
+                            capture_output=True, text=True, cwd=root, check=True).stdout.split()
+    assert set(listed) == defaults

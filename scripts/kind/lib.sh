@@ -20,7 +20,8 @@ DEBIAN_SUITE=bookworm
 KIND_STOCK_NODE_IMAGE=kindest/node:v1.34.0
 STORAGE_PROVISIONER_IMAGE=docker.io/kindest/local-path-provisioner:v20250214-acbabc1a
 STORAGE_HELPER_IMAGE=docker.io/kindest/local-path-helper:v20241212-8ac705d0
-MARIADB_STOCK_IMAGE=mariadb:10.11.15
+# The chart's default images (charts/mysql-sts/values.yaml), preloaded on the stock path.
+STOCK_SERVER_IMAGES=(mariadb:10.11.15 mysql:8.4.7 percona/percona-xtrabackup:8.4.0-5)
 MARIADB_BUILT_IMAGE=mysqlsts-kind/mariadb:10.11-$DEBIAN_SUITE
 
 # Built artifacts live outside the repository, keyed by their versions.
