@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,49 @@ def test_the_kind_scripts_preload_the_charts_default_images():
     listed = subprocess.run(["bash", "-c", 'source scripts/kind/lib.sh && printf "%s\\n" "${STOCK_SERVER_IMAGES[@]}"'],
                             capture_output=True, text=True, cwd=root, check=True).stdout.split()
     assert set(listed) == defaults
+
+
+@pytest.fixture
+def pod_user_dir(tmp_path):
+    """A folder the pod's (non-root) user owns: root may write into a 0444 file, the pod's user 999 may not.
+    Yields the folder and the command prefix that runs as that user."""
+    if os.geteuid() != 0:
+        yield tmp_path, []
+        return
+    base = Path(tempfile.mkdtemp(prefix="mysqlsts-pod-"))
+    os.chown(base, 65534, 65534)
+    try:
+        yield base, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    finally:
+        shutil.rmtree(base)
+
+
+def test_init_mysql_rewrites_the_config_copies_a_failed_attempt_left_read_only(pod_user_dir):
+    """ConfigMap files are mode 0444 and `cp` keeps that mode: a retried init container (kind showed it)
+    must replace the copies its earlier attempt made, not fail on them."""
+    tmp_path, as_pod_user = pod_user_dir
+    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+    home, conf, pv = tmp_path / "home", tmp_path / "conf", tmp_path / "pv"
+    (home / "config").mkdir(parents=True)
+    (home / "scripts").symlink_to(scripts)
+    for name in ("mariadb", "primary", "replica"):
+        (home / "config" / f"{name}.cnf").write_text(f"# {name}\n")
+        (home / "config" / f"{name}.cnf").chmod(0o444)
+    (pv / "data").mkdir(parents=True)  # data present: init-mysql only writes the config
+    conf.mkdir()
+    for name in ("flavor", "role"):
+        (conf / f"{name}.cnf").write_text("# left by the failed attempt\n")
+        (conf / f"{name}.cnf").chmod(0o444)
+    env = {"PATH": "/usr/bin:/bin", "POD_NAME": "mysql-1", "CLUSTER_NAME": "mysql", "HEADLESS_SERVICE": "mysql",
+           "POD_NAMESPACE": "default", "CLUSTER_DOMAIN": "cluster.local", "FLAVOR": "mariadb",
+           "SERVER_ID_OFFSET": "100", "MYSQL_PORT": "3306", "CLONE_PORT": "3307", "MAX_LAG_SECONDS": "30",
+           "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home), "CONF_DIR": str(conf), "PV_DIR": str(pv),
+           "RUN_DIR": str(tmp_path / "run"), "TOOLS_DIR": str(tmp_path / "tools"), "MYSQLSTS_ROOT_PASSWORD": "r",
+           "MYSQLSTS_REPLICATION_PASSWORD": "p", "MYSQLSTS_OPERATOR_PASSWORD": "o", "MYSQLSTS_CLONE_SECRET": "c"}
+    if as_pod_user:
+        for path in tmp_path.rglob("*"):
+            os.lchown(path, 65534, 65534)
+    result = subprocess.run([*as_pod_user, "bash", str(scripts / "init-mysql.sh")], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert (conf / "flavor.cnf").read_text() == "# mariadb\n" and (conf / "role.cnf").read_text() == "# replica\n"
