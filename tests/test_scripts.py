@@ -57,6 +57,16 @@ def test_the_kind_scripts_preload_the_charts_default_images():
     assert set(listed) == defaults
 
 
+def pod_env(home: Path, conf: Path, pv: Path, tmp: Path, flavor: str = "mariadb") -> dict[str, str]:
+    """What script_env gives a pod's scripts (mysqlsts/chart/render.py), for pod mysql-1."""
+    return {"PATH": "/usr/bin:/bin", "POD_NAME": "mysql-1", "CLUSTER_NAME": "mysql", "HEADLESS_SERVICE": "mysql",
+            "POD_NAMESPACE": "default", "CLUSTER_DOMAIN": "cluster.local", "FLAVOR": flavor,
+            "SERVER_ID_OFFSET": "100", "MYSQL_PORT": "3306", "CLONE_PORT": "3307", "MAX_LAG_SECONDS": "30",
+            "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home), "CONF_DIR": str(conf), "PV_DIR": str(pv),
+            "RUN_DIR": str(tmp / "run"), "TOOLS_DIR": str(tmp / "tools"), "MYSQLSTS_ROOT_PASSWORD": "r",
+            "MYSQLSTS_REPLICATION_PASSWORD": "p", "MYSQLSTS_OPERATOR_PASSWORD": "o", "MYSQLSTS_CLONE_SECRET": "c"}
+
+
 @pytest.fixture
 def pod_user_dir(tmp_path):
     """A folder the pod's (non-root) user owns: root may write into a 0444 file, the pod's user 999 may not.
@@ -88,12 +98,7 @@ def test_init_mysql_rewrites_the_config_copies_a_failed_attempt_left_read_only(p
     for name in ("flavor", "role"):
         (conf / f"{name}.cnf").write_text("# left by the failed attempt\n")
         (conf / f"{name}.cnf").chmod(0o444)
-    env = {"PATH": "/usr/bin:/bin", "POD_NAME": "mysql-1", "CLUSTER_NAME": "mysql", "HEADLESS_SERVICE": "mysql",
-           "POD_NAMESPACE": "default", "CLUSTER_DOMAIN": "cluster.local", "FLAVOR": "mariadb",
-           "SERVER_ID_OFFSET": "100", "MYSQL_PORT": "3306", "CLONE_PORT": "3307", "MAX_LAG_SECONDS": "30",
-           "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home), "CONF_DIR": str(conf), "PV_DIR": str(pv),
-           "RUN_DIR": str(tmp_path / "run"), "TOOLS_DIR": str(tmp_path / "tools"), "MYSQLSTS_ROOT_PASSWORD": "r",
-           "MYSQLSTS_REPLICATION_PASSWORD": "p", "MYSQLSTS_OPERATOR_PASSWORD": "o", "MYSQLSTS_CLONE_SECRET": "c"}
+    env = pod_env(home, conf, pv, tmp_path)
     if as_pod_user:
         for path in tmp_path.rglob("*"):
             os.lchown(path, 65534, 65534)
@@ -101,3 +106,37 @@ def test_init_mysql_rewrites_the_config_copies_a_failed_attempt_left_read_only(p
                             text=True)
     assert result.returncode == 0, result.stderr
     assert (conf / "flavor.cnf").read_text() == "# mariadb\n" and (conf / "role.cnf").read_text() == "# replica\n"
+
+
+MULTI_UUID = ("mysql-bin.000002\t1232\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n"
+              "4b2d1c3a-71ca-11e1-9e33-c80aa9429562:1-20,\n"
+              "5c3e2d4b-71ca-11e1-9e33-c80aa9429562:1-7\n")
+
+
+@pytest.mark.parametrize(("name", "content", "gtid"), [
+    ("xtrabackup_binlog_info", MULTI_UUID,  # a set after failovers: wrapped over lines by xtrabackup
+     "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4b2d1c3a-71ca-11e1-9e33-c80aa9429562:1-20,"
+     "5c3e2d4b-71ca-11e1-9e33-c80aa9429562:1-7"),
+    ("xtrabackup_binlog_info", "mysql-bin.000001\t157\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3\n",
+     "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3"),
+    ("xtrabackup_binlog_info", "mariadb-bin.000003 3302 0-100-12,1-101-4\n", "0-100-12,1-101-4"),
+    ("mariadb_backup_binlog_info", "mariadb-bin.000003 3302 0-100-12\n", "0-100-12"),  # MariaDB 11.1 and later
+    ("xtrabackup_binlog_info", "mysql-bin.000001\t157\t\n", ""),  # no transaction yet
+])
+def test_the_clone_reads_the_whole_gtid_set_from_either_binlog_info_file(tmp_path, name, content, gtid):
+    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / name).write_text(content)
+    env = pod_env(tmp_path, tmp_path / "conf", tmp_path / "pv", tmp_path)
+    result = subprocess.run(["bash", "-c", f'source {scripts}/lib.sh && backup_gtid "$1"', "-", str(tmp_path / "copy")],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == gtid
+
+
+def test_the_clone_fails_clearly_without_a_binlog_info_file(tmp_path):
+    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+    env = pod_env(tmp_path, tmp_path / "conf", tmp_path / "pv", tmp_path)
+    result = subprocess.run(["bash", "-c", f'source {scripts}/lib.sh && backup_gtid "$1"', "-", str(tmp_path)],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 1

@@ -46,8 +46,7 @@ log "received $(du -sh "$STAGING_DIR" | cut -f1) in $((SECONDS - started))s; pre
   { tail -n 20 "$PV_DIR/prepare.log" >&2; die "prepare failed"; }
 rm -f "$PV_DIR/prepare.log"
 
-# GTID position of the copy: "binlog-file position gtid-set".
-gtid=$(awk '{ $1 = ""; $2 = ""; sub(/^ +/, ""); print }' "$STAGING_DIR/xtrabackup_binlog_info" | tr -d ' \n')
+gtid=$(backup_gtid "$STAGING_DIR") || die "the copy has no binlog position file"
 rm -f "$STAGING_DIR/mysqlsts-stream-complete"
 printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"
 record_primary "${primary:-}"

@@ -172,6 +172,20 @@ mariadb_gtid_behind_or_equal() {
 }
 
 record_primary() { printf '%s\n' "$1" >"$RECORDED_PRIMARY_FILE.tmp" && mv -f "$RECORDED_PRIMARY_FILE.tmp" "$RECORDED_PRIMARY_FILE"; }
+# GTID position of a prepared copy. The backup tool writes "binlog-file
+# position gtid-set" into xtrabackup_binlog_info (mariadb_backup_binlog_info
+# from MariaDB 11.1 on), wrapping a set of several UUIDs over lines: every word
+# from the third on, joined.
+backup_gtid() {
+  local info
+  for info in "$1/mariadb_backup_binlog_info" "$1/xtrabackup_binlog_info"; do
+    [[ -f $info ]] || continue
+    tr -s ' \t\n' '   ' <"$info" | sed 's/^ //' | cut -d' ' -f3- | tr -d ' \n'
+    return 0
+  done
+  return 1
+}
+
 recorded_primary() { cat "$RECORDED_PRIMARY_FILE" 2>/dev/null || true; }
 
 # Keyed answer to a clone challenge: sha256(nonce ":" secret). printf is a

@@ -205,9 +205,10 @@ settle() {
 
 # When the running server started (epoch seconds): a new value means it restarted,
 # however long the sidecar did not look (comparing uptimes misses a quick restart).
+# SHOW GLOBAL STATUS, as both flavors have it (MySQL 8.0 removed
+# information_schema.GLOBAL_STATUS; MariaDB ships performance_schema off).
 booted_at() {
-  sql_local -N -e "SELECT UNIX_TIMESTAMP() - VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-                   WHERE VARIABLE_NAME = 'UPTIME'"
+  sql_local -N -e "SELECT UNIX_TIMESTAMP(); SHOW GLOBAL STATUS LIKE 'Uptime'" | awk 'NR == 1 { now = $1 } NR == 2 { print now - $2 }'
 }
 
 settle
