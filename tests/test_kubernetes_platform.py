@@ -290,7 +290,7 @@ async def test_a_stuck_rollout_is_diagnosed_with_phase_conditions_events_and_the
     kmock[f"get /api/v1/namespaces/{NS}/persistentvolumeclaims"] << {
         "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": []}
     kmock[f"get /api/v1/namespaces/{NS}/pods/mysql-1/log"] << (
-        "2026-11-22T00:00:01.000Z mysql-1 clone-mysql.sh: ERROR: no donor: no peer is a writable primary\n")
+        b"2026-11-22T00:00:01.000Z mysql-1 clone-mysql.sh: ERROR: no donor: no peer is a writable primary\n")
     kmock[f"get /api/v1/namespaces/{NS}/pods/mysql-1"] << crashing
     kmock[f"get /api/v1/namespaces/{NS}/events"] << {
         "apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": "1"},
@@ -345,7 +345,7 @@ def mock_job(kmock, outcome: str, runner: dict, log: str) -> None:
         "apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "5"},
         "items": [{**next(iter(kmock["post"])).data,
                    "status": {"conditions": [{"type": outcome, "status": "True"}]}}]})
-    kmock[f"get /api/v1/namespaces/{NS}/pods/{name}/log"] << log
+    kmock[f"get /api/v1/namespaces/{NS}/pods/{name}/log"] << log.encode()  # text/plain, as the API server sends
     kmock[f"get /api/v1/namespaces/{NS}/pods/{name}"] << runner
     kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(runner)
 
@@ -376,6 +376,20 @@ async def test_in_cluster_verification_runs_as_a_job_and_its_report_comes_back(k
     assert pods_query.params["labelSelector"] == f"job-name={job['metadata']['name']}"
     (delete,) = list(kmock["delete"])
     assert delete.url.path == f"{JOBS}/{job['metadata']['name']}"
+
+
+async def test_a_report_that_is_the_whole_log_comes_back_verbatim_from_the_jobs_newest_pod(kmock):
+    """A log that is one JSON document is read as text (some client versions parse such a log into a dict),
+    and of a retried Job's pods the newest one's log counts, whatever the names' order."""
+    report = {"cluster": "mysql", "target": "kubernetes", "healthy": True, "checks": []}
+    old, new = pod("runner-b", "u1"), pod("runner-a", "u2")
+    old["metadata"]["creationTimestamp"], new["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z", \
+        "2026-01-01T00:01:00Z"
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(new, old)
+    mock_job(kmock, "Complete", new, json.dumps(report) + "\n")
+    kmock[f"get /api/v1/namespaces/{NS}/pods/runner-b/log"] << b"an earlier attempt's log\n"
+    kmock[km.method.DELETE] << {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+    assert await run(platform_for(kmock).run_in_cluster, values(), ["verify"], 60) == report
 
 
 def failed_runner(exit_code: int) -> dict:

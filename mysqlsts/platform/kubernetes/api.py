@@ -151,7 +151,10 @@ class Api:
 
     def log(self, pod: str, container: str | None = None, tail: int | None = None) -> str:
         try:
-            return self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=tail)
+            # Raw bytes: some client versions parse a log that looks like JSON into a dict.
+            raw = self.core.read_namespaced_pod_log(pod, self.namespace, container=container, tail_lines=tail,
+                                                    _preload_content=False)
+            return raw.data.decode("utf-8", "replace")
         except ApiException as e:
             return f"(no log: {explain(e, f'reading the log of {pod}/{container or str()}')})"
 

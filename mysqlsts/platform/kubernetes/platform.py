@@ -353,8 +353,9 @@ class KubernetesPlatform:
                 progress(f"warning: {e.problems[0]}")
 
     def _job_pod(self, job_name: str) -> dict[str, Any] | None:
+        """The Job's last pod (a retried Job has several): by creation time, not name order."""
         pods = self.api.list("Pod", f"job-name={job_name}").get("items") or []
-        return pods[-1] if pods else None
+        return max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
 
     def _job_diagnosis(self, job_name: str) -> list[str]:
         lines = []
