@@ -234,3 +234,10 @@ def test_the_in_cluster_job_is_a_valid_least_privilege_job():
     assert spec["serviceAccountName"] == "mysql-mysqlsts" and spec["restartPolicy"] == "Never"
     assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert job["spec"]["activeDeadlineSeconds"] == 300 and job["spec"]["backoffLimit"] == 0
+
+
+def test_the_default_tools_image_is_the_one_a_release_publishes():
+    """.github/workflows/release.yml pushes ghcr.io/mysqlsts/mysqlsts:<package version> for tag v<version>."""
+    import mysqlsts
+
+    assert chart_values.load([], [])["images"]["tools"] == f"ghcr.io/mysqlsts/mysqlsts:{mysqlsts.__version__}"
