@@ -39,17 +39,7 @@ else
 fi
 need_tools kind
 
-build_tools_image() {
-  # Containers here may not reach PyPI (a TLS-intercepting proxy whose CA only
-  # the host trusts): download the locked wheels on the host instead.
-  if [[ $mode == built ]]; then
-    python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --require-hashes \
-      -r requirements.lock -d wheels
-    python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d wheels 'hatchling>=1.24'
-  fi
-  docker build -q --build-arg "BASE=$base_image" -t "$MYSQLSTS_IMAGE" . >/dev/null
-}
-timed "mysqlsts image" build_tools_image
+timed "mysqlsts image" scripts/kind/build-tools-image.sh "$base_image"
 
 # The built path's cluster network reaches nothing beyond this machine: no
 # masquerading, and forwarding out of its bridge dropped (what --internal does,

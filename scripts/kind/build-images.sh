@@ -2,8 +2,9 @@
 # Build, with no image registry, everything a kind cluster for the e2e suite
 # runs: kind itself, a kind node image for $K8S_VERSION (kubelet, kubeadm,
 # kubectl, containerd, runc, CNI plugins, and preloaded control-plane, etcd,
-# CoreDNS, pause and local-path storage images), and the MariaDB image the
-# chart runs. Sources: the Go module proxy and Debian's packages.
+# CoreDNS, pause and local-path storage images), the MariaDB image the chart
+# runs and the mysqlsts image. Sources: the Go module proxy and Debian's
+# packages.
 #
 # `build-images.sh kind` builds only kind (for the stock-image path),
 # `build-images.sh binaries` only the Go and C programs.
@@ -298,15 +299,23 @@ EOF
 }
 
 main() {
-  local apps node
+  local apps node pids=()
   mkdir -p "$KIND_CACHE" "$KIND_BIN"
   timed "kind $KIND_VERSION" build_kind
   [[ ${1:-} != kind ]] || return 0
   [[ ${1:-} != binaries ]] || { build_kubernetes; build_others; return 0; }
+  # The debootstraps wait on the network and dpkg, the Go builds on the CPU: side by side.
+  timed "debian apps rootfs" rootfs_image rootfs-apps "$APPS_PACKAGES" >"$KIND_CACHE/apps-image" &
+  pids+=($!)
+  timed "debian node rootfs" rootfs_image rootfs-node "$NODE_PACKAGES" >"$KIND_CACHE/node-rootfs-image" &
+  pids+=($!)
   timed "kubernetes $K8S_VERSION" build_kubernetes
   timed "etcd, coredns, pause, local-path" build_others
-  apps=$(timed "debian apps rootfs" rootfs_image rootfs-apps "$APPS_PACKAGES")
-  node=$(timed "debian node rootfs" rootfs_image rootfs-node "$NODE_PACKAGES")
+  for pid in "${pids[@]}"; do
+    wait "$pid"
+  done
+  apps=$(cat "$KIND_CACHE/apps-image")
+  node=$(cat "$KIND_CACHE/node-rootfs-image")
   timed "component images" component_images "$apps"
   PRELOADED=("registry.k8s.io/kube-apiserver:$K8S_VERSION" "registry.k8s.io/kube-controller-manager:$K8S_VERSION"
     "registry.k8s.io/kube-scheduler:$K8S_VERSION" "registry.k8s.io/kube-proxy:$K8S_VERSION"
@@ -314,8 +323,8 @@ main() {
     "registry.k8s.io/pause:$PAUSE_VERSION" "$STORAGE_PROVISIONER_IMAGE" "$STORAGE_HELPER_IMAGE")
   timed "node image" node_image "$node"
   timed "mariadb image" mariadb_image "$apps"
+  timed "mysqlsts image" scripts/kind/build-tools-image.sh "$apps"
   echo "$NODE_IMAGE"
-  echo "$apps" >"$KIND_CACHE/apps-image"
 }
 
 main "$@"
