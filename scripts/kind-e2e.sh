@@ -54,7 +54,7 @@ for flavor in $FLAVORS; do
   log "e2e on kind, flavor $flavor"
   start=$SECONDS
   MYSQLSTS_E2E_FIGURES=$figures MYSQLSTS_KIND=1 MYSQLSTS_KIND_CONTEXT=$KIND_CONTEXT MYSQLSTS_IMAGE=$MYSQLSTS_IMAGE MYSQLSTS_FLAVOR=$flavor \
-    .venv/bin/pytest -q -m kind tests/test_e2e.py "$@" || status=$?
+    .venv/bin/pytest -q --durations=0 -m kind tests/test_e2e.py "$@" || status=$?
   log "step 'e2e suite ($flavor)' took $((SECONDS - start)) s"
   if ((status != 0)); then
     collect_logs

@@ -589,7 +589,7 @@ class KindTarget(Target):
 class KindWitness:
     """The writer as a Pod in the cluster (see the module docstring and WITNESS_SCRIPT)."""
 
-    write_seconds = 150  # around the fault: the failover and the writes resuming fit well within
+    write_seconds = 75  # around the fault: detection, failover and the writes resuming take seconds on kind
     settle_seconds = 600  # after writing, how long each node may take to hold every acknowledged write
 
     def __init__(self, target: KindTarget, pods: list[str]):
