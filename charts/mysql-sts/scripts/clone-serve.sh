@@ -18,8 +18,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mysqlsts-clone.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # The log copier polls the redo log every 1 s by default, and the backup ends by
 # waiting for it to catch up: poll at 50 ms.
+# No --slave-info (percona-xtrabackup 8.4 speaks --replica-info): the clone takes
+# its GTID set from the binlog info file, which every backup writes.
 extra=(--log-copy-interval=50)
-[[ $FLAVOR == mysql ]] && extra+=(--slave-info)
 MYSQL_PWD=$MYSQLSTS_OPERATOR_PASSWORD "$BACKUP_BIN" --defaults-file="$CONF_DIR/my.cnf" \
   --user="$OPERATOR_USER" --socket="$SOCKET" --backup --stream=xbstream --target-dir="$work/backup" \
   "${extra[@]}" 2>"$work/backup.log" || { tail -n 20 "$work/backup.log" >&2; die "backup for $peer failed"; }

@@ -119,8 +119,8 @@ SQL
 }
 
 io_errno() {
-  local sql="SHOW SLAVE STATUS\\G"
-  [[ $FLAVOR == mysql ]] && sql="SHOW REPLICA STATUS\\G"
+  local sql
+  if [[ $FLAVOR == mysql ]]; then sql="SHOW REPLICA STATUS\\G"; else sql="SHOW SLAVE STATUS\\G"; fi
   sql_local -e "$sql" | awk '$1 == "Last_IO_Errno:" { print $2 }'
 }
 
