@@ -147,7 +147,8 @@ def test_optional_objects_follow_values(rendered):
     assert ("NetworkPolicy" in kinds) == values["networkPolicy"]["enabled"]
     assert ("Deployment" in kinds) == values["controller"]["enabled"]
     assert ("CronJob" in kinds) == bool(values["drills"]["schedule"])
-    for always in ("ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget", "Secret", "ConfigMap"):
+    assert ("PodDisruptionBudget" in kinds) == (values["replicas"] >= 3)  # tests/test_chart_hardening.py
+    for always in ("ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap"):
         assert always in kinds
 
 

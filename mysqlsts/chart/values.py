@@ -231,6 +231,19 @@ def _semantic_problems(values: Values) -> list[str]:
             f"mysql.semiSync.waitForReplicaCount: {semi['waitForReplicaCount']} acknowledgements can never "
             f"arrive with {values['replicas'] - 1} replica(s); lower it or raise replicas"
         )
+    pod = values["pod"]
+    probe = pod["readinessProbe"]
+    if probe["timeoutSeconds"] >= probe["periodSeconds"]:
+        problems.append(f"pod.readinessProbe.timeoutSeconds: must be below periodSeconds ({probe['periodSeconds']}), "
+                        "or a slow run overlaps the next")
+    if pod["preStopSleepSeconds"] >= pod["terminationGracePeriodSeconds"]:
+        problems.append(f"pod.preStopSleepSeconds: must be below terminationGracePeriodSeconds "
+                        f"({pod['terminationGracePeriodSeconds']}), which also covers the server's shutdown")
+    acks = semi["waitForReplicaCount"] if semi["enabled"] else 0
+    spare = values["replicas"] - 1 - acks
+    if values["replicas"] >= 3 and values["podDisruptionBudget"]["maxUnavailable"] > spare:
+        problems.append(f"podDisruptionBudget.maxUnavailable: at most {spare} with {values['replicas']} replicas and "
+                        f"{acks} semi-sync acknowledgement(s), or evictions stall writes")
     known = {kv.major_minor(v) for v in kv.all_versions()}
     for i, version in enumerate(values["kubernetesVersions"]):
         if isinstance(version, str) and version.lstrip("v") not in known:

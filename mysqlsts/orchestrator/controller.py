@@ -6,10 +6,12 @@ while so a flapping node cannot bounce the primary around."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mysqlsts.decisions.failover import primary_lost
@@ -41,6 +43,8 @@ class Controller:
         self.last_reason = ""
         self.stopping = False
         self.strays: set[str] = set()
+        # Touched after every check: the Deployment's probes tell a hung loop by its age.
+        self.heartbeat: Path | None = None
         self.ticks = 0
 
     def run(self) -> None:
@@ -54,8 +58,13 @@ class Controller:
                     self.tick()
                 except OperationFailed as e:
                     self.log("error", reason="; ".join(e.problems))
+                self.beat()
                 time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
         self.log("stopped", cluster=platform.name)
+
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.touch()
 
     def tick(self) -> None:
         views, nodes = self.roles.look()
@@ -149,6 +158,9 @@ def main_loop(cluster: Cluster) -> int:
     settings = cluster.values["controller"]
     controller = Controller(cluster, float(settings["checkIntervalSeconds"]), float(settings["blockPeriodSeconds"]),
                             bool(settings["autoReclone"]))
+    if os.environ.get("MYSQLSTS_HEARTBEAT_FILE"):
+        controller.heartbeat = Path(os.environ["MYSQLSTS_HEARTBEAT_FILE"])
+        controller.beat()  # alive from the start, before the first check
     import signal
 
     def stop(signum, frame):

@@ -4,7 +4,9 @@
 # both threads running and lag within MAX_LAG_SECONDS. The startup probe
 # passes once the server answers; it waits a little within one probe, first
 # for the server and then for the sidecar to settle the role, so a starting
-# pod turns ready without waiting out another probe period.
+# pod turns ready without waiting out another probe period. prestop is the
+# server container's preStop hook, not a probe: it fences the server, then
+# waits for the Services to drop the pod.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -47,7 +49,22 @@ case ${1:-} in
     reason=$(not_ready) || die "server does not answer"
     [[ -z $reason ]] || die "$reason"
     ;;
+  prestop)
+    # Fenced before SIGTERM, a primary stops taking writes: its clients get a
+    # read-only error instead of a reset in the middle of a commit, and the
+    # controller or the CLI hands over to a replica. A node that comes back
+    # boots fenced anyway. A transaction holding locks delays this at most 5 s.
+    if server_alive; then
+      if [[ $FLAVOR == mysql ]]; then fence="SET GLOBAL super_read_only = ON"; else fence="SET GLOBAL read_only = ON"; fi
+      if sql_local -e "SET SESSION lock_wait_timeout = 5; $fence"; then
+        log "fenced before the stop"
+      else
+        log "could not fence before the stop; stopping anyway"
+      fi
+    fi
+    sleep "${2:-0}"
+    ;;
   *)
-    die "usage: probe.sh startup|liveness|readiness"
+    die "usage: probe.sh startup|liveness|readiness|prestop [SECONDS]"
     ;;
 esac
