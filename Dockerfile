@@ -1,6 +1,7 @@
 # The mysqlsts image: the in-cluster verifier, controller and drills, and the
-# static socat that the StatefulSet's install-tools init container copies for
-# the clone listener (the stock MySQL, xtrabackup and MariaDB images lack it).
+# static socat (with TLS) that the StatefulSet's install-tools init container
+# copies for the clone listener and client (the stock MySQL, xtrabackup and
+# MariaDB images lack it).
 #
 #   docker build -t mysqlsts/mysqlsts:dev .
 #
@@ -11,17 +12,27 @@
 # reach PyPI; with wheels/ empty, pip uses PyPI.
 ARG BASE=debian:bookworm-slim
 
-# A static socat (musl), built from Debian's source package, so it runs in any
-# image it is copied into.
+# A static socat (musl), built from Debian's source packages, so it runs in any
+# image it is copied into. The clone stream is TLS (OPENSSL-LISTEN/OPENSSL
+# addresses), so socat links a static OpenSSL, built with musl from Debian's
+# openssl source: Debian ships OpenSSL for glibc only, and a glibc-static
+# socat would load the target image's NSS modules to resolve pod names.
 FROM ${BASE} AS socat
 RUN set -eux; . /etc/os-release; \
     echo "deb-src http://deb.debian.org/debian $VERSION_CODENAME main" >/etc/apt/sources.list.d/mysqlsts-src.list; \
     apt-get update -q; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dpkg-dev gcc make musl-tools linux-libc-dev; \
-    mkdir /src; cd /src; apt-get source -q socat; cd socat-*/; \
-    CC=musl-gcc CFLAGS="-Os -idirafter /usr/include -idirafter /usr/include/x86_64-linux-gnu" \
-      ./configure --disable-openssl --disable-readline --disable-libwrap LDFLAGS=-static >/dev/null; \
-    make socat >/dev/null; strip socat; ./socat -V | head -n 2; cp socat /socat
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dpkg-dev gcc make perl musl-tools linux-libc-dev; \
+    mkdir /src; cd /src; apt-get source -q openssl socat; \
+    export CC=musl-gcc CFLAGS="-Os -idirafter /usr/include -idirafter /usr/include/$(gcc -print-multiarch)"; \
+    cd /src/openssl-*/; \
+    ./config no-shared no-dso no-async no-engine no-afalgeng no-tests --prefix=/opt/ssl --libdir=lib \
+      --openssldir=/etc/ssl >/dev/null; \
+    make -j"$(nproc)" build_libs >/dev/null; make install_dev >/dev/null; \
+    cd /src/socat-*/; \
+    ./configure --disable-readline --disable-libwrap CPPFLAGS=-I/opt/ssl/include \
+      LDFLAGS="-static -L/opt/ssl/lib" LIBS="-lssl -lcrypto" >/dev/null; \
+    make socat >/dev/null; strip socat; ./socat -V | head -n 2; \
+    ./socat -V | grep -q 'define WITH_OPENSSL 1'; cp socat /socat
 
 FROM ${BASE} AS python
 RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \

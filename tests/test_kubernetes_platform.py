@@ -16,6 +16,7 @@ import kmock as km
 import pytest
 from kubernetes import client
 
+from mysqlsts.chart import tls
 from mysqlsts.chart.render import render
 from mysqlsts.chart.values import load
 from mysqlsts.errors import BadInput, OperationFailed
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.kmock(cls=km.RawHandler)
 
 NS = "db"
 PASSWORDS = {"rootPassword": "r00t 'x'", "replicationPassword": "repl$pw", "operatorPassword": "op`pw`",
-             "cloneSecret": "clone\\secret"}
+             "cloneSecret": "clone\\secret", **tls.generate(load([], [f"namespace={NS}"]))}
 PATH = re.compile(r"^/(?:api/v1|apis/[^/]+/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 
 

@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -263,20 +265,94 @@ def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):
     assert {p["pod"]: p["role"] for p in cluster.status()["pods"]}["mysql-0"] == "primary"
 
 
-def test_clone_port_rejects_a_wrong_secret(cluster):
-    cluster.platform.enter_network()
-    import socket
+def tls_context(cluster, pod: str, client_certificate: bool = True) -> ssl.SSLContext:
+    """A TLS client trusting the cluster's CA, optionally with the certificate the pods present."""
+    tls_dir = cluster.state / cluster.name / "pods" / pod / "tls"
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+    if client_certificate:
+        context.load_cert_chain(str(tls_dir / "tls.crt"), str(tls_dir / "tls.key"))
+    return context
 
-    with socket.create_connection((cluster.fqdn("mysql-0"), 3307), timeout=10) as s:
+
+def first_bytes(sock: socket.socket) -> bytes:
+    """What the peer sends first; nothing when it closes or fails the handshake."""
+    try:
+        return sock.recv(1024)
+    except (ssl.SSLError, ConnectionError, TimeoutError):
+        return b""
+
+
+def roles(cluster) -> dict[str, str]:
+    return {p["pod"]: p["role"] for p in cluster.status()["pods"]}
+
+
+def test_clone_port_rejects_a_wrong_secret(cluster):
+    """A peer with the cluster's certificate but not the clone secret gets no backup."""
+    cluster.platform.enter_network()
+    host = cluster.fqdn("mysql-0")
+    with tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
+                                                     server_hostname=host) as s:
         f = s.makefile("rwb")
         nonce = f.readline().strip()
         assert len(nonce) == 32
         f.write(b"0" * 64 + b" intruder\n")
         f.flush()
         s.settimeout(10)
-        assert s.recv(1024) == b""  # closed without a byte of backup
+        assert first_bytes(s) == b""  # closed without a byte of backup
     log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "sidecar.log").read_text()
     assert "rejected: wrong clone secret" in log
+
+
+def test_the_clone_port_speaks_only_tls_to_holders_of_a_cluster_certificate(cluster):
+    """The clones of this cluster came over TLS: the listener speaks nothing else, shows a certificate
+    valid for the donor's per-pod name, and wants one signed by the cluster's CA."""
+    cluster.platform.enter_network()
+    host = cluster.fqdn("mysql-0")
+    with socket.create_connection((host, 3307), timeout=10) as s:  # plaintext: no challenge, no stream
+        s.sendall(b"hello\n")
+        data = first_bytes(s)
+        assert not data.strip().isalnum(), data
+    with tls_context(cluster, "mysql-1", client_certificate=False).wrap_socket(
+            socket.create_connection((host, 3307), timeout=10), server_hostname=host) as s:
+        assert first_bytes(s) == b""  # no client certificate: refused before the challenge
+    with pytest.raises(ssl.SSLCertVerificationError):  # the donor is checked by its name
+        tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
+                                                    server_hostname="mysql-0.elsewhere.example")
+    with tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
+                                                     server_hostname=host) as s:
+        assert s.getpeercert()["subjectAltName"]
+        nonce = s.makefile("rb").readline().strip()
+        assert len(nonce) == 32 and nonce.isalnum()  # the challenge, only now
+    for pod in ("mysql-1", "mysql-2"):
+        log = (cluster.state / "mysql" / "pods" / pod / "logs" / "clone-mysql.log").read_text()
+        assert "clone complete" in log
+    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "sidecar.log").read_text()
+    assert "serving clone streams over TLS" in log
+
+
+def test_replication_runs_over_tls_with_the_source_verified(cluster):
+    current = roles(cluster)
+    (primary,) = [p for p, r in current.items() if r == "primary"]
+    for pod in [p for p, r in current.items() if r == "replica"]:
+        with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute("SHOW SLAVE STATUS")
+            status = cur.fetchone()
+        assert status["Slave_IO_Running"] == "Yes", status
+        assert status["Master_SSL_Allowed"] == "Yes" and status["Master_SSL_Verify_Server_Cert"] == "Yes"
+        assert status["Master_SSL_CA_File"] == str(cluster.state / "mysql" / "pods" / pod / "tls" / "ca.crt")
+    # The replication account takes TLS sessions only: the running receivers above are TLS sessions.
+    host = cluster.fqdn(primary)
+    password = cluster.passwords()["replicationPassword"]
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        pymysql.connect(host=host, user="repl", password=password, ssl_disabled=True, connect_timeout=5)
+    assert refused.value.args[0] == 1045
+    ca = str(cluster.state / "mysql" / "pods" / primary / "tls" / "ca.crt")
+    with pymysql.connect(host=host, user="repl", password=password, ssl_ca=ca, ssl_verify_cert=True,
+                         ssl_verify_identity=True, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert cur.fetchone()[1]
+        cur.execute("SHOW GRANTS")
+        assert "REQUIRE SSL" in cur.fetchone()[0]
 
 
 def test_bad_values_are_rejected_before_anything_starts(tmp_path):
@@ -291,23 +367,30 @@ def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path):
     sets = [arg for k, v in TRICKY.items() for arg in ("--set", f"auth.{k}={v}")]
     try:
         ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "2", *sets))
-        assert c.passwords() == TRICKY
+        assert {k: c.passwords()[k] for k in TRICKY} == TRICKY  # beside them, the TLS pair
         assert c.verify()["healthy"]
         with c.connect(c.fqdn("tricky-0")) as conn, conn.cursor() as cur:  # root logs in with its password
             cur.execute("SELECT CURRENT_USER()")
             assert cur.fetchone()[0] == "root@%"
         secret_file = c.state / "tricky" / "secret.json"
         assert secret_file.stat().st_mode & 0o777 == 0o600
-        # No process's arguments hold a password.
+        # No process's arguments or environment hold a password.
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 args = procs.cmdline(int(entry.name))
+                try:
+                    environment = (entry / "environ").read_bytes()
+                except OSError:
+                    environment = b""  # gone meanwhile
                 for pw in TRICKY.values():
                     assert pw not in args, f"pid {entry.name} has a password in its arguments"
-        # No file holds one, except the secret file and the server's own replication
-        # metadata (master.info), where every MariaDB replica keeps its source credentials.
+                    assert pw.encode() not in environment, f"pid {entry.name} has a password in its environment"
+        # No file holds one, except the secret file, the pods' Secret volumes (files of mode 0440)
+        # and the server's own replication metadata (master.info), where every MariaDB replica
+        # keeps its source credentials.
         for path in (c.state).rglob("*"):
-            if not path.is_file() or path == secret_file or path.name == "master.info":
+            if not path.is_file() or path == secret_file or path.name == "master.info" or \
+                    path.parent.name == "secrets":
                 continue
             data = path.read_bytes()
             for pw in TRICKY.values():

@@ -25,7 +25,7 @@ TRICKY = "p'a\"s s$w`o\\r d#1;--"
 
 def build(files, sets):
     values = chart_values.load(files, sets)
-    passwords, _ = secrets.resolve(values["auth"], None)
+    passwords, _ = secrets.resolve(values, None)
     return values, passwords, render(values, passwords)
 
 
@@ -130,15 +130,17 @@ def test_no_secret_value_outside_the_secret(rendered):
             assert base64.b64encode(pw.encode()).decode() not in text
 
 
-def test_env_takes_secrets_only_from_secret_key_refs(rendered):
-    _, _, objects = rendered
+def test_no_container_env_carries_a_secret(rendered):
+    """Secrets are files (tests/test_secrets_tls.py): no env var refers to the Secret, none holds a password."""
+    _, passwords, objects = rendered
     for obj in by_kind(objects, "StatefulSet") + by_kind(objects, "Deployment") + by_kind(objects, "CronJob"):
         pod = obj["spec"]["template"]["spec"] if obj["kind"] != "CronJob" \
             else obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         for c in pod.get("initContainers", []) + pod["containers"]:
+            assert "envFrom" not in c
             for env in c.get("env", []):
-                if "PASSWORD" in env["name"] or "SECRET" in env["name"]:
-                    assert "value" not in env and "secretKeyRef" in env["valueFrom"], env
+                assert "secretKeyRef" not in env.get("valueFrom", {}), (c["name"], env)
+                assert env["name"] != "MYSQL_PWD" and env.get("value") not in passwords.values(), (c["name"], env)
 
 
 def test_optional_objects_follow_values(rendered):
@@ -189,16 +191,18 @@ def test_tricky_password_is_kept_exactly():
 
 def test_passwords_are_strong_and_stable_across_renders(tmp_path):
     store = tmp_path / "secret.json"
-    first, changed = secrets.resolve({k: "" for k in secrets.KEYS}, store)
+    values = chart_values.load([], [])
+    first, changed = secrets.resolve(values, store)
     assert changed
     secrets.save(store, first)
     assert store.stat().st_mode & 0o777 == 0o600
-    again, changed = secrets.resolve({k: "" for k in secrets.KEYS}, store)
+    again, changed = secrets.resolve(values, store)
     assert again == first and not changed
-    assert len(set(first.values())) == 4
-    for pw in first.values():
+    passwords = [first[k] for k in secrets.KEYS]
+    assert len(set(passwords)) == 4
+    for pw in passwords:
         assert len(pw) == 32 and pw.isalnum()
-    supplied, changed = secrets.resolve({**{k: "" for k in secrets.KEYS}, "rootPassword": TRICKY}, store)
+    supplied, changed = secrets.resolve(chart_values.load([], [f"auth.rootPassword={TRICKY}"]), store)
     assert changed and supplied["rootPassword"] == TRICKY
     assert supplied["operatorPassword"] == first["operatorPassword"]
 

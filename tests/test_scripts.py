@@ -63,8 +63,8 @@ def pod_env(home: Path, conf: Path, pv: Path, tmp: Path, flavor: str = "mariadb"
             "POD_NAMESPACE": "default", "CLUSTER_DOMAIN": "cluster.local", "FLAVOR": flavor,
             "SERVER_ID_OFFSET": "100", "MYSQL_PORT": "3306", "CLONE_PORT": "3307", "MAX_LAG_SECONDS": "30",
             "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home), "CONF_DIR": str(conf), "PV_DIR": str(pv),
-            "RUN_DIR": str(tmp / "run"), "TOOLS_DIR": str(tmp / "tools"), "MYSQLSTS_ROOT_PASSWORD": "r",
-            "MYSQLSTS_REPLICATION_PASSWORD": "p", "MYSQLSTS_OPERATOR_PASSWORD": "o", "MYSQLSTS_CLONE_SECRET": "c"}
+            "RUN_DIR": str(tmp / "run"), "TOOLS_DIR": str(tmp / "tools"), "SECRETS_DIR": str(tmp / "secrets"),
+            "TLS_DIR": str(tmp / "tls")}
 
 
 @pytest.fixture

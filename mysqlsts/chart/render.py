@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import jinja2
 import yaml
 
 from mysqlsts import flavors
+from mysqlsts.chart import secrets, tls
 from mysqlsts.chart.paths import chart_dir
 from mysqlsts.chart.values import Values
 from mysqlsts.errors import BadInput
@@ -32,13 +34,11 @@ POD_PATHS = {
     "RUN_DIR": "/run/mysqld",  # socket and pid, shared by server and sidecar
     "TMPDIR": "/tmp",
     "TOOLS_DIR": "/usr/local/mysqlsts/bin",  # socat for the clone listener, copied from the mysqlsts image
+    "SECRETS_DIR": "/etc/mysqlsts/secrets",  # Secret volume: one file per password, read by the scripts
+    "TLS_DIR": "/etc/mysqlsts/tls",  # Secret volume: ca.crt, tls.crt, tls.key
 }
-SECRET_ENV = {
-    "MYSQLSTS_ROOT_PASSWORD": "root-password",
-    "MYSQLSTS_REPLICATION_PASSWORD": "replication-password",
-    "MYSQLSTS_OPERATOR_PASSWORD": "operator-password",
-    "MYSQLSTS_CLONE_SECRET": "clone-secret",
-}
+# Secret volumes: files readable by the pod's group (fsGroup) only, never written.
+SECRET_FILE_MODE = 0o440
 KIND_ORDER = ["ServiceAccount", "Secret", "ConfigMap", "Role", "RoleBinding", "Service", "StatefulSet",
               "PodDisruptionBudget", "NetworkPolicy", "Deployment", "CronJob"]
 
@@ -99,9 +99,19 @@ def script_env(values: Values) -> list[Obj]:
     }
     env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     env += [{"name": k, "value": v} for k, v in plain.items()]
-    secret = Names.of(values["name"]).secret
-    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for k, key in SECRET_ENV.items()]
-    return env
+    return env  # no secret: the scripts read them from SECRETS_DIR, so no process environment holds one
+
+
+def secret_volumes(values: Values) -> list[Obj]:
+    """The passwords and the TLS pair as read-only files, the TLS pair from the user's Secret when named."""
+    own = Names.of(values["name"]).secret
+
+    def volume(name: str, secret: str, keys: Iterable[str]) -> Obj:
+        return {"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_FILE_MODE,
+                                         "items": [{"key": k, "path": k} for k in keys]}}
+
+    return [volume("secrets", own, secrets.PASSWORD_FILES.values()),
+            volume("tls", values["tls"]["existingSecret"] or own, tls.DATA_KEYS.values())]
 
 
 def _environment() -> jinja2.Environment:
@@ -143,6 +153,8 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         {"name": "tmp", "mountPath": POD_PATHS["TMPDIR"]},
         {"name": "tools", "mountPath": POD_PATHS["TOOLS_DIR"]},
     ]
+    secret_mounts = [{"name": "secrets", "mountPath": POD_PATHS["SECRETS_DIR"], "readOnly": True},
+                     {"name": "tls", "mountPath": POD_PATHS["TLS_DIR"], "readOnly": True}]
     return {
         "v": values,
         "flavor": flavors.get(values["flavor"]),
@@ -157,6 +169,8 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "config_checksum": checksum,
         "script_env": script_env(values),
         "mounts": mounts,
+        "secret_mounts": mounts + secret_mounts,
+        "secret_volumes": secret_volumes(values),
         "tools_dir": POD_PATHS["TOOLS_DIR"],
         "container_security": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                "capabilities": {"drop": ["ALL"]}},

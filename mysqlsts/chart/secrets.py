@@ -1,9 +1,11 @@
-"""Passwords: supplied ones are kept, missing ones generated once and then reused.
+"""Passwords and TLS material: supplied passwords are kept, missing ones generated once and then reused.
 
 Generated passwords are stored in the cluster's secret file (mode 0600, the
 only file that ever holds them) under the state directory, so rendering the
 same cluster again yields the same Secret. A password given in values always
-wins and replaces the stored one.
+wins and replaces the stored one. The cluster's CA and certificate
+(mysqlsts/chart/tls.py) travel with the passwords: generated at the first
+render, then kept.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import secrets
 import string
 from pathlib import Path
 
+from mysqlsts.chart import tls
+from mysqlsts.chart.values import Values
 from mysqlsts.errors import BadInput
 from mysqlsts.state import read_json, write_json
 
 KEYS = ("rootPassword", "replicationPassword", "operatorPassword", "cloneSecret")
 # values key -> key in the Kubernetes Secret's data
 SECRET_DATA_KEYS = {"rootPassword": "root-password", "replicationPassword": "replication-password",
-                    "operatorPassword": "operator-password", "cloneSecret": "clone-secret"}
+                    "operatorPassword": "operator-password", "cloneSecret": "clone-secret", **tls.DATA_KEYS}
+PASSWORD_FILES = {k: SECRET_DATA_KEYS[k] for k in KEYS}  # what the scripts read from the secrets volume
 SECRET_FILE = "secret.json"
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -37,15 +42,18 @@ def stored(store: Path | None) -> dict[str, str]:
         raise BadInput(f"{store}: the cluster's secret file is not valid JSON ({e}); fix or remove it") from e
 
 
-def merge(auth: dict[str, str], kept: dict[str, str]) -> tuple[dict[str, str], bool]:
-    """Supplied passwords win, then kept ones, then new ones; and whether that differs from what was kept."""
+def merge(values: Values, kept: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """Supplied passwords win, then kept ones, then new ones; the TLS pair is kept or made once;
+    and whether that differs from what was kept."""
+    auth = values["auth"]
     out = {key: auth.get(key) or kept.get(key) or generate() for key in KEYS}
-    return out, out != {k: kept.get(k) for k in KEYS}
+    out.update(tls.keep_or_generate(values, kept))
+    return out, out != {k: kept.get(k) for k in SECRET_DATA_KEYS}
 
 
-def resolve(auth: dict[str, str], store: Path | None) -> tuple[dict[str, str], bool]:
-    """Return the passwords to use and whether the store must be (re)written."""
-    return merge(auth, stored(store))
+def resolve(values: Values, store: Path | None) -> tuple[dict[str, str], bool]:
+    """Return the secrets to use and whether the store must be (re)written."""
+    return merge(values, stored(store))
 
 
 def save(store: Path, passwords: dict[str, str]) -> None:

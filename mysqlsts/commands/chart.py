@@ -18,7 +18,7 @@ def prepare(args: argparse.Namespace, persist: bool) -> tuple[chart_values.Value
     """Values -> passwords -> objects. Nothing is written unless every step succeeded and `persist`."""
     values = chart_values.load(args.values_files, args.sets)
     store = cluster_dir(state_root(getattr(args, "state_dir", None)), values["name"]) / secrets.SECRET_FILE
-    passwords, changed = secrets.resolve(values["auth"], store)
+    passwords, changed = secrets.resolve(values, store)
     objects = chart_render.render(values, passwords)
     if persist and changed:
         secrets.save(store, passwords)

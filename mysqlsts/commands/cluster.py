@@ -132,7 +132,7 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         values = chart_values.load(args.values_files, sets, base=platform.values())
     announce(args, platform.describe())
     with platform.lock():
-        passwords, _ = secrets.merge(values["auth"], platform.stored_passwords())
+        passwords, _ = secrets.merge(values, platform.stored_passwords())
         objects = render(values, passwords)
         changes = platform.apply(values, passwords, objects)
         for change in changes:

@@ -13,6 +13,7 @@ import time
 import pymysql
 
 from mysqlsts.decisions.gtid import MariadbGtidPos
+from mysqlsts.errors import OperationFailed
 from mysqlsts.flavors import Flavor
 
 
@@ -92,23 +93,39 @@ def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
                 f"SET GLOBAL rpl_semi_sync_master_enabled = {on}")
 
 
+def server_ca(conn) -> str:
+    """The CA file the server was configured with (init-mysql.sh writes ssl_ca): the replica checks its
+    source's certificate against the same CA. The path is the server's own, on either platform."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.ssl_ca")
+        ca = cur.fetchone()[0]
+    if not ca:
+        raise OperationFailed("the server has no ssl_ca: its configuration predates TLS replication; "
+                              "restart its pod so init-mysql rewrites it")
+    return ca
+
+
 def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str, password: str,
                    semi_sync: bool) -> None:
-    """Point a (fenced) server at a source with GTID auto-position and start replicating."""
+    """Point a (fenced) server at a source with GTID auto-position, over TLS with the source's
+    certificate verified, and start replicating."""
     on = "ON" if semi_sync else "OFF"
+    ca = server_ca(conn)
     if flavor.name == "mysql":
         execute(conn, "STOP REPLICA")
         execute(conn, "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
-                      "SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1, "
-                      "SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, SOURCE_HEARTBEAT_PERIOD = 1",
-                args=(source_fqdn, port, user, password))
+                      "SOURCE_PASSWORD = %s, SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, "
+                      "SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, "
+                      "SOURCE_HEARTBEAT_PERIOD = 1",
+                args=(source_fqdn, port, user, password, ca))
         execute(conn, "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
                 f"SET GLOBAL rpl_semi_sync_replica_enabled = {on}", "START REPLICA")
     else:
         execute(conn, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos")
         execute(conn, "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
+                      "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, "
                       "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1",
-                args=(source_fqdn, port, user, password))
+                args=(source_fqdn, port, user, password, ca))
         execute(conn, "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
                 f"SET GLOBAL rpl_semi_sync_slave_enabled = {on}", "START SLAVE")
 

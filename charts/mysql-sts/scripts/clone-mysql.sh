@@ -30,13 +30,25 @@ donor=${best_replica:-$primary}
 [[ -n $donor ]] || die "no donor: no peer is a writable primary or a healthy replica; will retry"
 log "cloning from $donor ($([[ $donor == "$primary" ]] && echo primary || echo "replica, lag ${best_lag}s"))"
 
-# Authenticated stream: the donor sends a nonce, we answer with a keyed hash.
-exec 3<>"/dev/tcp/$(pod_fqdn "$donor")/$CLONE_PORT" || die "cannot connect to $donor:$CLONE_PORT"
-read -r -t 10 nonce <&3 || die "donor $donor sent no challenge"
-printf '%s %s\n' "$(clone_answer "$nonce")" "$POD_NAME" >&3
+# TLS both ways (socat checks the donor's certificate against the cluster's
+# CA and its per-pod DNS name, and shows it ours), then the clone secret: the
+# donor sends a nonce, we answer with a keyed hash.
+tls_log=$(mktemp "${TMPDIR:-/tmp}/mysqlsts-clone-tls.XXXXXX")
+trap 'rm -f "$tls_log"' EXIT
+tls_failed() { die "$1 (TLS to $donor: $(tail -n 3 "$tls_log" | tr '\n' ' '))"; }
+coproc donor_stream {
+  exec socat - "OPENSSL:$(pod_fqdn "$donor"):$CLONE_PORT,cafile=$TLS_CA,cert=$TLS_CERT,key=$TLS_KEY,verify=1,connect-timeout=10" \
+    2>"$tls_log"
+}
+# Our own copies: bash closes the coproc's descriptors once socat exits, which
+# may be before the last of the stream has been read from the pipe.
+{ exec 3<&"${donor_stream[0]}" 4>&"${donor_stream[1]}"; } 2>/dev/null || tls_failed "cannot connect to $donor:$CLONE_PORT"
+read -r -t 10 nonce <&3 || tls_failed "donor $donor sent no challenge"
+answer=$(clone_answer "$nonce")
+printf '%s %s\n' "$answer" "$POD_NAME" >&4
 started=$SECONDS
-"$STREAM_BIN" -x -C "$STAGING_DIR" <&3 || die "the clone stream from $donor failed"
-exec 3<&-
+"$STREAM_BIN" -x -C "$STAGING_DIR" <&3 || tls_failed "the clone stream from $donor failed"
+exec 3<&- 4>&-
 # The donor appends this file only after its backup tool succeeded: a cut
 # stream or a failed backup never has it.
 [[ -f $STAGING_DIR/mysqlsts-stream-complete ]] || die "the clone stream from $donor ended early"

@@ -25,6 +25,11 @@ datadir = $DATA_DIR
 socket = $SOCKET
 pid_file = $RUN_DIR/mysqld.pid
 tmpdir = ${TMPDIR:-/tmp}
+# TLS: replicas check this certificate against the CA; the replication
+# account requires TLS.
+ssl_ca = $TLS_CA
+ssl_cert = $TLS_CERT
+ssl_key = $TLS_KEY
 [client]
 socket = $SOCKET
 CNF
@@ -51,18 +56,21 @@ log "no data and no peers: initializing the first primary"
 
 # Accounts, from the Secret, run by the server's own bootstrap: no temporary
 # server, and the SQL reaches it through a pipe, never argv or a file.
+root_password=$(secret root-password)
+operator_password=$(secret operator-password)
+replication_password=$(secret replication-password)
 accounts_sql() {
   echo "SET sql_log_bin = 0;"
   if [[ $FLAVOR == mariadb ]]; then
     echo "FLUSH PRIVILEGES;" # bootstrap mode starts with the grant tables unloaded
   else
-    echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_quote "$MYSQLSTS_ROOT_PASSWORD");"
+    echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_quote "$root_password");"
   fi
-  echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_ROOT_PASSWORD");"
+  echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_quote "$root_password");"
   echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
-  echo "CREATE USER '$OPERATOR_USER'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_OPERATOR_PASSWORD");"
+  echo "CREATE USER '$OPERATOR_USER'@'%' IDENTIFIED BY $(sql_quote "$operator_password");"
   echo "GRANT ALL PRIVILEGES ON *.* TO '$OPERATOR_USER'@'%';"
-  echo "CREATE USER '$REPLICATION_USER'@'%' IDENTIFIED BY $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD");"
+  echo "CREATE USER '$REPLICATION_USER'@'%' IDENTIFIED BY $(sql_quote "$replication_password") REQUIRE SSL;"
   echo "GRANT REPLICATION SLAVE ON *.* TO '$REPLICATION_USER'@'%';"
   if [[ $FLAVOR == mariadb ]]; then
     # read_only is MariaDB's fence. Only the operator account keeps READ_ONLY

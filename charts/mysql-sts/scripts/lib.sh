@@ -5,14 +5,17 @@
 # between the two comes in through the environment (see script_env in
 # mysqlsts/chart/render.py).
 #
-# Secrets arrive as environment variables (secretKeyRef in the pod). They are
-# handed to the client through an option file on a pipe (<(...)) and to the
-# backup tool through MYSQL_PWD, never through arguments, and never logged.
+# Secrets are files in SECRETS_DIR (a read-only Secret volume), read only
+# where needed into unexported shell variables. They reach the client through
+# an option file on a pipe (<(...)) and the backup tool through a 0600 option
+# file on the memory-backed RUN_DIR: never through arguments or any process's
+# environment, and never logged. Replication and the clone stream use TLS with
+# the CA and certificate in TLS_DIR (another Secret volume).
 
 : "${POD_NAME:?}" "${CLUSTER_NAME:?}" "${HEADLESS_SERVICE:?}" "${POD_NAMESPACE:?}" "${CLUSTER_DOMAIN:?}"
 : "${FLAVOR:?}" "${SERVER_ID_OFFSET:?}" "${MYSQL_PORT:?}" "${CLONE_PORT:?}" "${MAX_LAG_SECONDS:?}" "${SEMI_SYNC:?}"
 : "${MYSQLSTS_HOME_DIR:?}" "${CONF_DIR:?}" "${PV_DIR:?}" "${RUN_DIR:?}" "${TOOLS_DIR:?}"
-: "${MYSQLSTS_ROOT_PASSWORD:?}" "${MYSQLSTS_REPLICATION_PASSWORD:?}" "${MYSQLSTS_OPERATOR_PASSWORD:?}" "${MYSQLSTS_CLONE_SECRET:?}"
+: "${SECRETS_DIR:?}" "${TLS_DIR:?}"
 
 BIND_ADDRESS=${BIND_ADDRESS:-0.0.0.0}
 PATH=$TOOLS_DIR:$PATH # socat, from the install-tools init container
@@ -28,6 +31,10 @@ BOOTSTRAP_MARKER=$PV_DIR/bootstrap-primary # init-mysql just created the first p
 SOCKET=$RUN_DIR/mysqld.sock
 OPERATOR_USER=mysqlsts
 REPLICATION_USER=repl
+TLS_CA=$TLS_DIR/ca.crt
+TLS_CERT=$TLS_DIR/tls.crt
+TLS_KEY=$TLS_DIR/tls.key
+SECRET_NAMES=(root-password replication-password operator-password clone-secret)
 
 case $FLAVOR in
   mysql) SERVER_BIN=mysqld CLIENT_BIN=mysql BACKUP_BIN=xtrabackup STREAM_BIN=xbstream ;;
@@ -56,27 +63,42 @@ sql_quote() {
 # A string as an option-file value: quoted, so spaces and '#' survive.
 cnf_quote() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
 
-client_cnf() { printf '[client]\nuser=%s\npassword=%s\n' "$1" "$(cnf_quote "$2")"; }
+# The content of one secret file (trailing newlines dropped, as a file made by
+# hand often ends with one). Assign it (`pw=$(secret NAME)`) so set -e stops a
+# script whose secret is missing.
+secret() {
+  local file=$SECRETS_DIR/$1
+  [[ -r $file && -s $file ]] || { log "ERROR: secret $1 missing or unreadable in $SECRETS_DIR"; return 1; }
+  printf '%s' "$(<"$file")"
+}
+
+# An option file for USER with the password in secret file NAME: [client] for
+# the SQL client, GROUP for another tool.
+client_cnf() {
+  local password
+  password=$(secret "$2") || return 1
+  printf '[%s]\nuser=%s\npassword=%s\n' "${3:-client}" "$1" "$(cnf_quote "$password")"
+}
 
 # SQL on stdin (or -e) against the local server over the socket, as the operator.
 sql_local() {
-  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
+  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" operator-password) \
     --socket="$SOCKET" --connect-timeout=3 -B "$@"
 }
 
 # SQL against a peer by its per-pod DNS name, as the operator.
 sql_peer() {
   local host=$1; shift
-  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" "$MYSQLSTS_OPERATOR_PASSWORD") \
+  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" operator-password) \
     --host="$host" --port="$MYSQL_PORT" --protocol=TCP --connect-timeout=2 -B "$@"
 }
 
 # Error text with every secret replaced: the client echoes failing statements,
 # and a syntax error quotes the text near it.
 redact() {
-  local s=$1 p q
-  for p in "$MYSQLSTS_ROOT_PASSWORD" "$MYSQLSTS_REPLICATION_PASSWORD" "$MYSQLSTS_OPERATOR_PASSWORD" \
-    "$MYSQLSTS_CLONE_SECRET"; do
+  local s=$1 p q name
+  for name in "${SECRET_NAMES[@]}"; do
+    p=$(secret "$name" 2>/dev/null) || continue
     q=$(sql_quote "$p")
     s=${s//"${q:1:${#q}-2}"/<redacted>}
     s=${s//"$p"/<redacted>}
@@ -190,4 +212,8 @@ recorded_primary() { cat "$RECORDED_PRIMARY_FILE" 2>/dev/null || true; }
 
 # Keyed answer to a clone challenge: sha256(nonce ":" secret). printf is a
 # builtin, so the secret never shows up in any process's arguments.
-clone_answer() { printf '%s:%s' "$1" "$MYSQLSTS_CLONE_SECRET" | sha256sum | cut -d' ' -f1; }
+clone_answer() {
+  local clone_secret
+  clone_secret=$(secret clone-secret) || return 1
+  printf '%s:%s' "$1" "$clone_secret" | sha256sum | cut -d' ' -f1
+}

@@ -65,8 +65,9 @@ quarantine() {
 }
 
 join_primary() {
-  local primary=$1 fqdn theirs mine
+  local primary=$1 fqdn theirs mine repl_password
   fqdn=$(pod_fqdn "$primary")
+  repl_password=$(secret replication-password) || return 1
   theirs=$2
   local state
   state=$(local_state) || return 1
@@ -79,8 +80,9 @@ join_primary() {
     quietly sql_local <<SQL || return 1
 STOP REPLICA;
 CHANGE REPLICATION SOURCE TO SOURCE_HOST = $(sql_quote "$fqdn"), SOURCE_PORT = $MYSQL_PORT,
-  SOURCE_USER = $(sql_quote "$REPLICATION_USER"), SOURCE_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
-  SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400,
+  SOURCE_USER = $(sql_quote "$REPLICATION_USER"), SOURCE_PASSWORD = $(sql_quote "$repl_password"),
+  SOURCE_SSL = 1, SOURCE_SSL_CA = $(sql_quote "$TLS_CA"), SOURCE_SSL_VERIFY_SERVER_CERT = 1,
+  SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400,
   SOURCE_HEARTBEAT_PERIOD = 1;
 SET GLOBAL rpl_semi_sync_source_enabled = OFF;
 SET GLOBAL rpl_semi_sync_replica_enabled = $([[ $SEMI_SYNC == true ]] && echo ON || echo OFF);
@@ -93,7 +95,8 @@ SQL
 STOP SLAVE;
 SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos;
 CHANGE MASTER TO MASTER_HOST = $(sql_quote "$fqdn"), MASTER_PORT = $MYSQL_PORT,
-  MASTER_USER = $(sql_quote "$REPLICATION_USER"), MASTER_PASSWORD = $(sql_quote "$MYSQLSTS_REPLICATION_PASSWORD"),
+  MASTER_USER = $(sql_quote "$REPLICATION_USER"), MASTER_PASSWORD = $(sql_quote "$repl_password"),
+  MASTER_SSL = 1, MASTER_SSL_CA = $(sql_quote "$TLS_CA"), MASTER_SSL_VERIFY_SERVER_CERT = 1,
   MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1;
 SET GLOBAL rpl_semi_sync_master_enabled = OFF;
 SET GLOBAL rpl_semi_sync_slave_enabled = $([[ $SEMI_SYNC == true ]] && echo ON || echo OFF);
@@ -170,9 +173,12 @@ settle_role() {
   return 1
 }
 
+# TLS both ways: the peer must present a certificate signed by the cluster's
+# CA (verify=1 on a listener asks for one and refuses a connection without
+# it) before clone-serve.sh even sends its challenge.
 serve_clones() {
-  log "serving clone streams on $BIND_ADDRESS:$CLONE_PORT"
-  socat "TCP-LISTEN:$CLONE_PORT,bind=$BIND_ADDRESS,reuseaddr,fork" \
+  log "serving clone streams over TLS on $BIND_ADDRESS:$CLONE_PORT"
+  socat "OPENSSL-LISTEN:$CLONE_PORT,bind=$BIND_ADDRESS,reuseaddr,fork,cert=$TLS_CERT,key=$TLS_KEY,cafile=$TLS_CA,verify=1" \
     "EXEC:bash $SCRIPTS_DIR/clone-serve.sh" &
   socat_pid=$!
 }

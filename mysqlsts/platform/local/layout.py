@@ -7,7 +7,8 @@
       cluster.json     network block, address counter, recorded primary
       dns/             dnsmasq config, hosts and pid; resolv.conf for the cluster
       pods/<pod>/pv/   the pod's PersistentVolume (kept unless --delete-data)
-      pods/<pod>/...   home (ConfigMap mount), conf, tmp, logs, status.json
+      pods/<pod>/...   home (ConfigMap mount), conf, tmp, logs, status.json,
+                       secrets/ and tls/ (the Secret volumes: files mode 0440, written at pod start)
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ class PodLayout:
 
     @property
     def volumes(self) -> dict[str, Path]:
-        """The pod spec's volumes by name, as folders: PV, ConfigMap copy and emptyDirs."""
+        """The pod spec's volumes by name, as folders: PV, ConfigMap copy, emptyDirs and Secret files."""
         return {"config": self.home, "conf": self.conf, "data": self.pv, "run": self.run, "tmp": self.tmp,
-                "tools": self.dir / "tools"}
+                "tools": self.dir / "tools", "secrets": self.dir / "secrets", "tls": self.dir / "tls"}
 
     @property
     def status_file(self) -> Path:

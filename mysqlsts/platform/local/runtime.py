@@ -137,6 +137,9 @@ class LocalPlatform:
     # -- apply ---------------------------------------------------------------------------
 
     def apply(self, values: dict[str, Any], passwords: dict[str, str], objects: list[dict[str, Any]]) -> list[str]:
+        if values["tls"]["existingSecret"]:
+            raise BadInput("tls.existingSecret: names a Kubernetes Secret; the local runtime has none and uses "
+                           "the generated CA and certificate (leave it empty)")
         check_binaries(values["flavor"])
         changes = []
         self.layout.root.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mysqlsts.chart.render import Names
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.platform.local import netns
 from mysqlsts.platform.local.layout import ClusterLayout, PodLayout
@@ -82,9 +83,10 @@ class Pod:
         self.sts = next(o for o in objects if o["kind"] == "StatefulSet")
         self.configmap = next(o for o in objects if o["kind"] == "ConfigMap")
         self.spec = self.sts["spec"]["template"]["spec"]
-        # Like env from a Secret: read once at pod start, not at every probe.
+        # Like a Secret volume: read once at pod start.
         secret = read_json(layout.secret_file)
-        self.secret_by_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items()}
+        self.secret_by_key = {SECRET_DATA_KEYS[k]: v for k, v in secret.items() if k in SECRET_DATA_KEYS}
+        self.secret_name = Names.of(layout.name).secret
         self.grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
         self.stopping = False
         self.written: dict[str, Any] = {}
@@ -104,6 +106,25 @@ class Pod:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.configmap["data"][item["key"]])
 
+    def mount_secrets(self) -> None:
+        """Like Secret volumes: the items as read-only files (the volume's mode), fresh on every pod start.
+        Only the cluster's own Secret exists here (secret.json); the platform refuses any other."""
+        for volume in self.spec["volumes"]:
+            source = volume.get("secret")
+            if source is None:
+                continue
+            if source["secretName"] != self.secret_name:
+                raise SystemExit(f"volume {volume['name']}: Secret {source['secretName']} does not exist on the "
+                                 "local runtime")
+            folder = self.pod.volumes[volume["name"]]
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700, parents=True)
+            for item in source["items"]:
+                target = folder / item["path"]
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, item.get("mode", source["defaultMode"]))
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.secret_by_key[item["key"]])
+
     def localize(self, container: dict[str, Any], value: str) -> str:
         """A path inside the container, as the folder that stands for its volume here."""
         for mount in sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"])):
@@ -118,8 +139,6 @@ class Pod:
         for var in container.get("env", []):
             if "value" in var:
                 env[var["name"]] = self.localize(container, var["value"])
-            elif "secretKeyRef" in var["valueFrom"]:
-                env[var["name"]] = self.secret_by_key[var["valueFrom"]["secretKeyRef"]["key"]]
             elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[var["name"]] = self.pod.name
         env["BIND_ADDRESS"] = self.address  # the pod's own address: every pod shares this host's network
@@ -190,6 +209,7 @@ class Pod:
         for d in (*self.pod.volumes.values(), self.pod.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
+        self.mount_secrets()
         if not self.run_init_containers():
             return self.shutdown()
         containers = {c["name"]: c for c in self.spec["containers"]}
