@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mysqlsts.decisions.failover import Node, elect, errant, primary_lost, switchover_candidate
+from mysqlsts.decisions.failover import Node, elect, errant, primary_lost, silent_owners, switchover_candidate
 from mysqlsts.decisions.gtid import MariadbGtidPos, MysqlGtidSet, parse
 from mysqlsts.errors import OperationFailed
 
@@ -157,6 +157,45 @@ def test_one_replica_still_connected_is_enough_to_wait():
              node("mysql-2", "0-100-1", source="mysql-0", io_running=False)]
     verdict = primary_lost(nodes, "mysql-0")
     assert not verdict.act and "mysql-1 still receive" in verdict.reason
+
+
+def test_after_a_full_restart_a_stale_node_that_answers_first_is_not_elected_while_others_with_data_are_silent():
+    """Pods 1 and 2 hold writes pod 0 never got; pod 0 starts first. Electing it would lose them."""
+    nodes = [node("mysql-0", "0-100-5", owns_data=True),
+             node("mysql-1", None, reachable=False, owns_data=True),
+             node("mysql-2", None, reachable=False, owns_data=True)]
+    assert silent_owners(nodes, "mysql-1") == ["mysql-2"]
+    verdict = primary_lost(nodes, "mysql-1")
+    assert not verdict.act
+    assert verdict.reason.startswith("mysql-2 holds data but does not answer: no election")
+    nodes[2] = node("mysql-2", "0-100-9", owns_data=True)  # it answers: now the election may run, and picks it
+    assert primary_lost(nodes, "mysql-1").act
+    assert elect(nodes).candidate == "mysql-2"
+
+
+@pytest.mark.parametrize(("silent", "waits"), [
+    ({"owns_data": True}, True),  # may hold acknowledged writes no one else has
+    ({"owns_data": False}, False),  # never got data (a pod still cloning): nothing to lose
+    ({"owns_data": True, "quarantined": True}, False),  # errant: out of elections anyway
+])
+def test_only_a_silent_replica_that_holds_data_holds_up_a_failover(silent, waits):
+    nodes = [node("mysql-0", None, reachable=False, owns_data=True),  # the lost primary itself never does
+             node("mysql-1", None, reachable=False, **silent),
+             node("mysql-2", "0-100-9", source="mysql-0", owns_data=True)]
+    verdict = primary_lost(nodes, "mysql-0")
+    assert verdict.act is not waits, verdict.reason
+    assert ("mysql-1 holds data but does not answer" in verdict.reason) is waits
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=5),
+       st.integers(0, 4))
+def test_no_failover_is_ever_decided_while_a_node_with_data_other_than_the_primary_is_silent(shapes, p):
+    nodes = [node(f"mysql-{i}", "0-100-3" if up else None, reachable=up, owns_data=data, quarantined=q,
+                  source=None if i == p else f"mysql-{p}", io_running=io)
+             for i, (up, data, q, io) in enumerate(shapes)]
+    primary = f"mysql-{p}"
+    if primary_lost(nodes, primary).act:
+        assert all(n.reachable or not n.owns_data or n.quarantined or n.name == primary for n in nodes)
 
 
 def test_switchover_picks_a_caught_up_replica_of_the_primary():

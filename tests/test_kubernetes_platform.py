@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from mysqlsts.chart import tls
-from mysqlsts.chart.render import render
+from mysqlsts.chart.render import ISOLATED_LABEL, render
 from mysqlsts.chart.values import load
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.orchestrator.cluster import Cluster
@@ -276,6 +276,7 @@ def sts_with(v: dict, replicas: int, primary: str | None = None) -> dict:
 async def test_a_stuck_rollout_is_diagnosed_with_phase_conditions_events_and_the_init_log(kmock):
     v = values()
     kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(v, 3)
+    kmock[f"get /api/v1/namespaces/{NS}/configmaps/mysql-primary-record"] << 404
     crashing = pod("mysql-1", "u1", phase="Pending", podIP="10.244.1.7",
                    conditions=[{"type": "Ready", "status": "False", "reason": "ContainersNotReady",
                                 "message": "containers with unready status: [mysql sidecar]"}],
@@ -317,22 +318,59 @@ async def test_a_stuck_rollout_is_diagnosed_with_phase_conditions_events_and_the
     assert events.params["fieldSelector"] == "involvedObject.name=mysql-1"
 
 
-async def test_set_primary_moves_role_labels_and_records_the_primary(kmock):
-    v = values()
-    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(v, 3, primary="mysql-0")
+async def test_set_primary_moves_role_labels_and_records_the_primary_in_its_own_configmap(kmock):
+    record = f"/api/v1/namespaces/{NS}/configmaps/mysql-primary-record"
+    kmock[f"get {record}"] << {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mysql-primary-record"},
+                               "data": {"primary": "mysql-0"}}
     pods = [pod(f"mysql-{i}", f"u{i}") for i in range(3)]
     pods[0]["metadata"]["labels"]["mysqlsts.io/role"] = "primary"
     pods[2]["metadata"]["labels"]["mysqlsts.io/role"] = "quarantined"
     kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(*pods)
     kmock["patch"] << (lambda request: {**pods[0], "metadata": {**pods[0]["metadata"]}}
-                       if "/pods/" in request.url.path else sts_with(v, 3, primary="mysql-1"))
+                       if "/pods/" in request.url.path else {**request.data, "metadata": {"name": "x"}})
     await run(platform_for(kmock).set_primary, "mysql-1")
     patches = {r.url.path.rsplit("/", 1)[1]: r for r in kmock["patch"]}
-    assert set(patches) == {"mysql-0", "mysql-1", "mysql"}  # mysql-2 stays quarantined
+    assert set(patches) == {"mysql-0", "mysql-1", "mysql-primary-record"}  # mysql-2 stays quarantined
     assert patches["mysql-0"].data == {"metadata": {"labels": {"mysqlsts.io/role": "replica"}}}
     assert patches["mysql-1"].data == {"metadata": {"labels": {"mysqlsts.io/role": "primary"}}}
-    assert patches["mysql"].data == {"metadata": {"annotations": {PRIMARY_ANNOTATION: "mysql-1"}}}
-    assert all(r.headers["Content-Type"] == "application/merge-patch+json" for r in patches.values())
+    assert patches["mysql-0"].headers["Content-Type"] == "application/merge-patch+json"
+    assert patches["mysql-primary-record"].data["data"] == {"primary": "mysql-1"}
+    assert not [r for r in kmock if "/statefulsets" in r.url.path and r.method != "GET"]
+
+
+async def test_a_primary_recorded_on_the_statefulset_by_0_1_is_still_read(kmock):
+    kmock[f"get /api/v1/namespaces/{NS}/configmaps/mysql-primary-record"] << 404
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts_with(values(), 3, primary="mysql-2")
+    assert await run(platform_for(kmock).recorded_primary) == "mysql-2"
+
+
+def role_rules(**sets: str) -> list[dict]:
+    (role,) = [o for o in render(values(**sets), PASSWORDS) if o["kind"] == "Role"]
+    return role["rules"]
+
+
+def granted(rules: list[dict], resource: str, verb: str, name: str | None = None) -> bool:
+    return any(resource in r["resources"] and verb in r["verbs"]
+               and ("resourceNames" not in r or name in r["resourceNames"]) for r in rules)
+
+
+def test_the_role_grants_exactly_what_mysqlsts_does_in_the_cluster_on_the_objects_it_names():
+    rules = role_rules(replicas="3")
+    assert granted(rules, "persistentvolumeclaims", "delete", "data-mysql-2")  # autoReclone in the cluster
+    assert not granted(rules, "persistentvolumeclaims", "delete", "data-other-0")
+    assert not granted(rules, "persistentvolumeclaims", "delete", "data-mysql-3")
+    assert granted(rules, "pods/exec", "create", "mysql-1")  # kill and hang faults
+    assert not granted(rules, "pods/exec", "create", "other-0")
+    assert not granted(rules, "statefulsets", "patch", "mysql")  # it could rewrite the pod template
+    assert granted(rules, "statefulsets", "get", "mysql")
+    assert granted(rules, "configmaps", "patch", "mysql-primary-record")
+    assert not granted(rules, "configmaps", "patch", "mysql-config")
+    assert not any(v in ("create", "patch") for r in rules if "events" in r["resources"] for v in r["verbs"])
+    assert granted(rules, "networkpolicies", "delete", "mysql-0-mysqlsts-isolate")
+    assert not granted(rules, "networkpolicies", "delete", "mysql")  # the chart's own policy
+    assert not granted(rules, "pods", "delete", "other-0")
+    # A scale-out renders the new ordinals' names.
+    assert granted(role_rules(replicas="5"), "persistentvolumeclaims", "delete", "data-mysql-4")
 
 
 JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
@@ -479,26 +517,40 @@ def isolate_mocks(kmock) -> str:
     kmock[f"post {policies}"] << (lambda request: request.data)
     kmock[f"delete {policies}/mysql-0-mysqlsts-isolate"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
     kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(pod("mysql-0", "u0", phase="Running", podIP="127.0.0.1"))
+    kmock[f"patch /api/v1/namespaces/{NS}/pods/mysql-0"] << pod("mysql-0", "u0")
     kmock[f"get /api/v1/namespaces/{NS}/persistentvolumeclaims"] << {
         "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": []}
     kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << 404
     return policies
 
 
-async def test_isolate_is_a_deny_all_network_policy_on_the_pod_removed_by_its_undo(kmock, monkeypatch):
+def isolated_label_patches(kmock) -> list:
+    return [r.data["metadata"]["labels"][ISOLATED_LABEL] for r in kmock["patch"]]
+
+
+async def test_isolate_labels_the_pod_out_of_the_chart_policy_and_denies_all_until_undone(kmock, monkeypatch):
     policies = isolate_mocks(kmock)
     with socket.socket() as s:  # a port nothing listens on: the policy "took"
         s.bind(("127.0.0.1", 0))
         monkeypatch.setattr(platform_module, "MYSQL_PORT", s.getsockname()[1])
     p = platform_for(kmock)
-    assert p.fault_unavailable("isolate") is None and "SIGSTOP" in p.fault_unavailable("hang")
+    assert p.fault_unavailable("isolate") is None and p.fault_unavailable("hang") is None
     undo = await run(p.inject, "mysql-0", "isolate")
+    # Labelled first: the chart's policy (which lets clients in) stops selecting the pod.
+    assert isolated_label_patches(kmock) == ["true"]
     (create,) = list(kmock["post"])
     assert create.data["spec"] == {"podSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": "mysql-0"}},
                                    "policyTypes": ["Ingress", "Egress"]}  # no rule: nothing in, nothing out
     assert not list(kmock["delete"])
     await run(undo)
     assert [r.url.path for r in kmock["delete"]] == [f"{policies}/mysql-0-mysqlsts-isolate"]
+    assert isolated_label_patches(kmock) == ["true", None]  # null in a merge patch removes the label
+
+
+def test_the_chart_policy_leaves_out_an_isolated_pod():
+    (policy,) = [o for o in render(values(**{"networkPolicy.enabled": "true"}), PASSWORDS)
+                 if o["kind"] == "NetworkPolicy"]
+    assert {"key": ISOLATED_LABEL, "operator": "DoesNotExist"} in policy["spec"]["podSelector"]["matchExpressions"]
 
 
 async def test_isolate_is_refused_and_undone_when_the_pod_stays_reachable(kmock, monkeypatch):
@@ -512,13 +564,37 @@ async def test_isolate_is_refused_and_undone_when_the_pod_stays_reachable(kmock,
         with pytest.raises(OperationFailed, match="does not enforce NetworkPolicies"):
             await run(platform_for(kmock).inject, "mysql-0", "isolate")
     assert [r.url.path for r in kmock["delete"]] == [f"{policies}/mysql-0-mysqlsts-isolate"]
+    assert isolated_label_patches(kmock) == ["true", None]
 
 
-async def test_a_kill_fault_deletes_the_pod_at_once(kmock):
-    kmock[f"delete /api/v1/namespaces/{NS}/pods/mysql-0"] << pod("mysql-0", "u0")
-    await run(platform_for(kmock).inject, "mysql-0", "kill")
-    (delete,) = list(kmock["delete"])
-    assert delete.data["gracePeriodSeconds"] == 0
+@pytest.mark.parametrize(("fault", "signal"), [("kill", "KILL"), ("hang", "STOP")])
+async def test_kill_and_hang_signal_the_server_in_its_pod_and_never_delete_the_pod(kmock, fault, signal):
+    """An exec of signal-server.sh in the server container; kmock answers no websocket upgrade, so the
+    exec fails here and says so: what matters is what was asked, and that nothing was deleted."""
+    kmock[f"get /api/v1/namespaces/{NS}/pods/mysql-0/exec"] << 403
+    with pytest.raises(OperationFailed, match=f"mysql-0: could not send SIG{signal} to its server"):
+        await run(platform_for(kmock).inject, "mysql-0", fault)
+    (request,) = [r for r in kmock if r.url.path.endswith("/exec")]
+    assert request.url.query.getall("command") == ["bash", "/opt/mysqlsts/scripts/signal-server.sh", signal]
+    assert request.url.query["container"] == "mysql"
+    assert not list(kmock["delete"])
+
+
+def test_the_server_is_not_pid_1_of_its_container_so_an_exec_can_signal_it():
+    (sts,) = [o for o in render(values(), PASSWORDS) if o["kind"] == "StatefulSet"]
+    assert sts["spec"]["template"]["spec"]["shareProcessNamespace"] is True
+
+
+async def test_discarding_data_deletes_the_claim_before_the_pod(kmock):
+    """The other order lets the StatefulSet re-create the pod on the old (quarantined) claim."""
+    pods, claims = f"/api/v1/namespaces/{NS}/pods", f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+    kmock[f"delete {claims}/data-mysql-1"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    kmock[f"get {pods}/mysql-1"] << pod("mysql-1", "old")
+    kmock[f"delete {pods}/mysql-1"] << pod("mysql-1", "old")
+    kmock[f"get {pods}"] << pod_list(pod("mysql-1", "new"))
+    await run(platform_for(kmock).discard_data, "mysql-1")
+    assert [r.url.path for r in kmock["delete"]] == [f"{claims}/data-mysql-1", f"{pods}/mysql-1"]
+    assert all(r.data.get("gracePeriodSeconds") is None for r in kmock["delete"])  # never a force delete
 
 
 async def test_a_drill_summary_is_kept_in_a_configmap(kmock):
@@ -565,3 +641,33 @@ async def test_destroy_also_removes_what_mysqlsts_made_besides_the_chart(kmock):
         store.objects[path] = {"kind": kind, "metadata": {"name": path.rsplit("/", 1)[1], "labels": labels}}
     await run(p.destroy, True)
     assert store.objects == {}
+
+
+async def test_a_pod_on_an_older_revision_is_outdated_and_its_role_label_is_read(kmock):
+    sts = sts_with(values(), 3)
+    sts["status"] = {"replicas": 3, "updateRevision": "mysql-new"}
+    kmock[f"get /apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] << sts
+    pods = [pod(f"mysql-{i}", f"u{i}", phase="Running") for i in range(2)]
+    pods[0]["metadata"]["labels"].update({"controller-revision-hash": "mysql-old", "mysqlsts.io/role": "primary"})
+    pods[1]["metadata"]["labels"].update({"controller-revision-hash": "mysql-new"})
+    kmock[f"get /api/v1/namespaces/{NS}/pods"] << pod_list(*pods)
+    kmock[f"get /api/v1/namespaces/{NS}/persistentvolumeclaims"] << {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": []}
+    infos = {i.name: i for i in await run(platform_for(kmock).pods)}
+    assert [infos[n].outdated for n in ("mysql-0", "mysql-1", "mysql-2")] == [True, False, False]
+    assert [infos[n].role_label for n in ("mysql-0", "mysql-1", "mysql-2")] == ["primary", "", None]
+
+
+def test_pods_start_together_and_mysqlsts_rolls_template_changes():
+    (sts,) = [o for o in render(values(), PASSWORDS) if o["kind"] == "StatefulSet"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"  # after a full restart any pod may hold the newest data
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}  # no primary restart without a switchover
+    assert sts["spec"]["template"]["metadata"]["labels"]["mysqlsts.io/role"] == "replica"
+
+
+def test_a_set_made_with_ordered_ready_is_re_created_for_parallel_its_pods_kept():
+    """podManagementPolicy cannot change in place: apply deletes the old set with Orphan propagation."""
+    old = {"spec": {"serviceName": "mysql", "selector": {"matchLabels": {"a": "b"}}}}  # the API's default: OrderedReady
+    new = {"spec": {**old["spec"], "podManagementPolicy": "Parallel"}}
+    assert platform_module._immutable_change(old, new)
+    assert not platform_module._immutable_change(new, new)

@@ -34,7 +34,8 @@ def test_strict_mode_and_shared_library(script):
     assert lines[0] == "#!/usr/bin/env bash"
     code = [line for line in lines[1:] if line.strip() and not line.startswith("#")]
     assert code[0] == "set -euo pipefail"
-    if script.name != "install-tools.sh":  # runs in the mysqlsts image, before the secrets matter
+    # install-tools: the mysqlsts image, before the secrets matter; signal-server: an exec that needs RUN_DIR only
+    if script.name not in ("install-tools.sh", "signal-server.sh"):
         assert any(line.startswith("source ") and "lib.sh" in line for line in lines)
 
 
@@ -140,3 +141,31 @@ def test_the_clone_fails_clearly_without_a_binlog_info_file(tmp_path):
     result = subprocess.run(["bash", "-c", f'source {scripts}/lib.sh && backup_gtid "$1"', "-", str(tmp_path)],
                             env=env, capture_output=True, text=True)
     assert result.returncode == 1
+
+
+def test_signal_server_stops_resumes_and_kills_the_server_named_in_its_pid_file(tmp_path):
+    """What the kill and hang faults run in the server container (by exec)."""
+    script = next(s for s in SCRIPTS if s.name == "signal-server.sh")
+    server = tmp_path / "mariadbd"  # the server's process name is what the script checks
+    shutil.copy(shutil.which("sleep"), server)
+    proc = subprocess.Popen([str(server), "60"])
+    env = {"PATH": os.environ["PATH"], "RUN_DIR": str(tmp_path)}
+
+    def signal(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), name], env=env, capture_output=True, text=True, timeout=10)
+
+    def state() -> str:
+        return Path(f"/proc/{proc.pid}/stat").read_text().split(") ", 1)[1][0]
+
+    try:
+        assert signal("STOP").returncode == 3  # no pid file yet: no server running
+        (tmp_path / "mysqld.pid").write_text(f"{proc.pid}\n")
+        assert signal("STOP").returncode == 0 and state() == "T"
+        assert signal("CONT").returncode == 0 and state() != "T"
+        assert signal("KILL").returncode == 0
+        assert proc.wait(timeout=5) == -9
+        stale = signal("KILL")  # the pid file outlives the server: never signal whatever has that pid now
+        assert stale.returncode == 3 and "no server is running" in stale.stderr
+        assert signal("CONT").returncode == 0  # a hung server killed to fence it: nothing to resume
+    finally:
+        proc.kill()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mysqlsts.decisions.topology import PodView, observed_primary, role, verify_checks
+from mysqlsts.decisions.topology import PodView, observed_primary, role, stale_role_labels, verify_checks
 from mysqlsts.mysql.observe import ServerState
 
 PRIMARY = ServerState(read_only=False, super_read_only=None, gtid="0-100-9", source_host=None, io_running=None,
@@ -116,3 +116,17 @@ def test_verify_waits_for_a_new_pods_dns_name_then_gives_up_after_the_settle_win
     monkeypatch.setattr(cluster_module.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(c, "observe", lambda: stale)
     assert c.observe_settled_dns() == stale  # past DNS_SETTLE_SECONDS the stale name is reported as it is
+
+
+def labelled(name: str, label: str | None, quarantined: bool = False) -> PodView:
+    return PodView(name=name, fqdn=f"{name}.mysql", address=None, resolved=None, running=True, ready=True,
+                   state=None, quarantined=quarantined, role_label=label)
+
+
+def test_a_re_created_pod_with_the_template_label_is_republished_at_once():
+    views = [labelled("mysql-0", "replica"), labelled("mysql-1", "replica"), labelled("mysql-2", "quarantined", True)]
+    assert stale_role_labels(views, "mysql-0") == ["mysql-0"]  # the primary, re-created: out of the primary Service
+    views[0] = labelled("mysql-0", "primary")
+    assert stale_role_labels(views, "mysql-0") == []
+    assert stale_role_labels(views, "mysql-1") == ["mysql-0", "mysql-1"]
+    assert stale_role_labels([labelled("mysql-0", None)], "mysql-1") == []  # not labelled here (local)

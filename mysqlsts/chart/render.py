@@ -55,12 +55,21 @@ class Names:
     controller: str
     drill: str
     drill_history: str
+    record: str  # the recorded primary: a ConfigMap mysqlsts writes, apart from the StatefulSet
+
 
     @classmethod
     def of(cls, name: str) -> Names:
         return cls(sts=name, headless=name, primary=f"{name}-primary", read=f"{name}-read",
                    configmap=f"{name}-config", secret=f"{name}-secret", serviceaccount=f"{name}-mysqlsts",
-                   controller=f"{name}-controller", drill=f"{name}-drill", drill_history=f"{name}-drill-history")
+                   controller=f"{name}-controller", drill=f"{name}-drill", drill_history=f"{name}-drill-history",
+                   record=f"{name}-primary-record")
+
+
+# An isolate drill's pod carries this label: the chart's NetworkPolicy stops selecting it.
+ISOLATED_LABEL = "mysqlsts.io/isolated"
+# primary | replica | quarantined: what the primary and read Services select on.
+ROLE_LABEL = "mysqlsts.io/role"
 
 
 def labels(values: Values) -> dict[str, str]:
@@ -163,6 +172,8 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "labels": labels(values),
         "selector": selector(values),
         "tools_selector": tools_selector(values),
+        "isolated_label": ISOLATED_LABEL,
+        "role_label": ROLE_LABEL,
         "passwords": passwords,
         "configmap_data": configmap_data,
         "configmap_items": [{"key": keys[p], "path": p} for p in files],

@@ -19,6 +19,7 @@ from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
 from mysqlsts.decisions.topology import Check
 from mysqlsts.errors import BadInput
+from mysqlsts.orchestrator import rollout
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.platform.local.runtime import LocalPlatform
 from mysqlsts.state import state_root
@@ -134,18 +135,29 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
     with platform.lock():
         passwords, _ = secrets.merge(values, platform.stored_passwords())
         objects = render(values, passwords)
-        changes = platform.apply(values, passwords, objects)
+        changes = []
+        if not platform.exists() and values["replicas"] > 1:
+            # Pods start together (Parallel): a new cluster's pod 0 would see its peers and wait to clone
+            # from them. It initializes the first primary alone; the others then clone from it.
+            # The same objects, the StatefulSet at one replica: the pod template must not change after.
+            seed = [{**o, "spec": {**o["spec"], "replicas": 1}} if o["kind"] == "StatefulSet" else o
+                    for o in objects]
+            output.progress(f"new cluster: {values['name']}-0 initializes the first primary alone")
+            changes += platform.apply(values, passwords, seed)
+            Cluster(platform, {**values, "replicas": 1}, passwords).converge(args.timeout)
+        changes += platform.apply(values, passwords, objects)
         for change in changes:
             output.progress(change)
         cluster = Cluster(platform, values, passwords)
         started = cluster.converge(args.timeout)
-        if not changes and not started:
+        rolled = rollout.roll(cluster, args.timeout)
+        if not changes and not started and not rolled:
             output.progress("nothing to change: every object is as rendered and every pod is ready")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
         change = platform.ensure_controller(values)
         if change:
             output.progress(change)
-    return print_checks({**report, "started": started}, args)
+    return print_checks({**report, "started": started, "rolled": rolled}, args)
 
 
 def status_cmd(args: argparse.Namespace) -> int:
@@ -239,7 +251,8 @@ def roles_of(cluster: Cluster):
 
 def switchover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    remote = ["switchover"] + (["--to", args.to] if args.to else [])
+    remote = ["switchover", *(["--to", args.to] if args.to else []),
+              *(["--caller-holds-lock"] if args.caller_holds_lock else [])]
     if platform.inside:
         with locked(platform, args):
             platform.enter_network()

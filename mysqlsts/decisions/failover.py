@@ -23,6 +23,7 @@ class Node:
     lag: int | None = None
     quarantined: bool = False
     diverged: bool = False  # its source refused its GTID position (error 1236): errant, by the server's check
+    owns_data: bool = False  # it has a volume with data (a PVC, a local data directory), answering or not
 
     @property
     def known(self) -> Gtids | None:
@@ -64,12 +65,30 @@ def errant(node: Node, others: list[Node]) -> Gtids | None:
     return extra or None
 
 
+def silent_owners(nodes: list[Node], primary: str | None) -> list[str]:
+    """Nodes that hold data but do not answer, the lost primary aside. Semi-sync needs one replica's
+    acknowledgement, so a silent replica may be the only one holding acknowledged writes: no election
+    may leave it out (after a full restart, the stale node that answers first would win). What the lost
+    primary alone holds was never acknowledged."""
+    return [n.name for n in nodes if n.owns_data and not n.reachable and not n.quarantined and n.name != primary]
+
+
+def wait_for_silent(silent: list[str]) -> str:
+    return (f"{', '.join(silent)} {'holds' if len(silent) == 1 else 'hold'} data but "
+            f"{'does' if len(silent) == 1 else 'do'} not answer: no election until "
+            f"{'it does' if len(silent) == 1 else 'they do'} (acknowledged writes may be there alone)")
+
+
 def primary_lost(nodes: list[Node], primary: str | None) -> Verdict:
     """The primary is lost only when it does not answer here AND the replicas that answer say
-    they lost it too (their receivers are down): one flaky probe never fails over."""
+    they lost it too (their receivers are down): one flaky probe never fails over. No election
+    while a node that holds data is silent (see silent_owners)."""
     writable = [n for n in nodes if n.reachable and n.writable]
     if writable:
         return Verdict(False, f"{', '.join(n.name for n in writable)} is writable")
+    silent = silent_owners(nodes, primary)
+    if silent:
+        return Verdict(False, wait_for_silent(silent))
     by_name = {n.name: n for n in nodes}
     p = by_name.get(primary or "")
     if p is not None and p.reachable:

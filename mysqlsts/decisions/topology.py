@@ -21,6 +21,8 @@ class PodView:
     state: ServerState | None
     error: str = ""
     quarantined: bool = False
+    has_data: bool = False  # a PVC / local data directory: its node counts in elections even when silent
+    role_label: str | None = None  # the role it is published with (Kubernetes label), None if not labelled
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,17 @@ def role(view: PodView, primary: str | None) -> str:
     if view.state.writable:
         return "primary" if view.name == primary else "writable!"
     return "replica"
+
+
+def published_role(name: str, quarantined: bool, primary: str | None) -> str:
+    """The role label a pod should carry: what the primary and read Services select."""
+    return "primary" if name == primary else ("quarantined" if quarantined else "replica")
+
+
+def stale_role_labels(views: list[PodView], primary: str | None) -> list[str]:
+    """Pods whose role label is not what it should be: a re-created pod comes with the template's."""
+    return [v.name for v in views
+            if v.role_label is not None and v.role_label != published_role(v.name, v.quarantined, primary)]
 
 
 def pod_of(host: str | None) -> str | None:

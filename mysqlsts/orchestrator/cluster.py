@@ -82,7 +82,7 @@ class Cluster:
                     error = str(e.args[-1]) if e.args else str(e)
             return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                            running=pod.running, ready=pod.ready, state=state, error=error,
-                           quarantined=pod.quarantined)
+                           quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label)
 
         pods = self.platform.pods()
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(pods)))) as pool:
@@ -243,27 +243,19 @@ class Cluster:
             self.platform.run_in_cluster(self.values, ["failover", "--if-no-primary", "--caller-holds-lock"], 120)
 
     def converge(self, timeout: float) -> list[str]:
-        """Bring every wanted pod up and wait until all are ready. Pods that hold data start
-        together (after a reboot the primary may be any of them); empty pods then start one by
-        one in ordinal order. Where a controller starts the pods (Kubernetes), this only waits."""
+        """Bring every wanted pod up and wait until all are ready. They start together, as the
+        StatefulSet starts them (podManagementPolicy Parallel): after a full restart any of them may
+        hold the newest data, and an empty one waits in clone-mysql for a donor. Where a controller
+        starts the pods (Kubernetes), this only waits."""
         deadline = time.monotonic() + timeout
-        wanted = [p for p in self.platform.pods() if p.ordinal < self.values["replicas"]]
-        started = []
-        with_data = [p.name for p in wanted if p.has_data and not p.running]
-        if with_data:
-            progress(f"starting pods that hold data: {', '.join(with_data)}")
-            for name in with_data:
+        stopped = [p.name for p in self.platform.pods() if p.ordinal < self.values["replicas"] and not p.running]
+        if stopped:
+            progress(f"starting {', '.join(stopped)}")
+            for name in stopped:
                 self.platform.start_pod(name)
-            self.wait_ready(with_data, deadline)
-            started += with_data
-        for pod in wanted:
-            if not pod.running and pod.name not in started:
-                progress(f"{pod.name}: starting")
-                self.platform.start_pod(pod.name)
-                self.wait_ready([pod.name], deadline)
-                started.append(pod.name)
+            self.wait_ready(stopped, deadline)
         self.settle(deadline)
-        return started
+        return stopped
 
     def settle(self, deadline: float) -> None:
         """Wait until every wanted pod is ready (replicas reconnect to a moved primary)."""
@@ -295,8 +287,7 @@ class Cluster:
         if name == self.platform.recorded_primary():
             raise OperationFailed(f"{name} is the primary; switch over first")
         progress(f"{name}: stopping and deleting its data to clone it again")
-        self.platform.stop_pod(name)
-        self.platform.delete_pod_data(name)
+        self.platform.discard_data(name)
         progress(f"{name}: starting (it clones from a healthy donor)")
         self.platform.start_pod(name)
         self.wait_ready([name], time.monotonic() + timeout)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mysqlsts.decisions.failover import primary_lost
+from mysqlsts.decisions.topology import stale_role_labels
 from mysqlsts.errors import OperationFailed
 from mysqlsts.mysql import actions
 from mysqlsts.orchestrator.cluster import Cluster
@@ -25,9 +26,6 @@ def log(event: str, **fields: Any) -> None:
     """One JSON line per decision on stdout: greppable, and parseable by log pipelines."""
     record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **fields}
     print(json.dumps(record, default=str), flush=True)
-
-
-REPUBLISH_EVERY = 5  # checks between re-publishing the primary (labels drift when pods are re-created)
 
 
 class Controller:
@@ -45,7 +43,6 @@ class Controller:
         self.strays: set[str] = set()
         # Touched after every check: the Deployment's probes tell a hung loop by its age.
         self.heartbeat: Path | None = None
-        self.ticks = 0
 
     def run(self) -> None:
         platform = self.cluster.platform
@@ -84,9 +81,10 @@ class Controller:
             self.last_reason = verdict.reason if not writable else ""
             if writable == [recorded]:
                 self.rejoin_strays(views, nodes, recorded)
-                self.ticks += 1
-                if self.ticks % REPUBLISH_EVERY == 0:  # a re-created pod lost its role label (Kubernetes)
-                    self.cluster.platform.set_primary(recorded)
+                stale = stale_role_labels(views, recorded)
+                if stale:  # a re-created pod carries the template's label: publish again, at once
+                    self.log("republishing", pods=stale, primary=recorded, reason="role labels out of date")
+                    platform.set_primary(recorded)
             if self.auto_reclone:
                 self.reclone_quarantined(views)
             return

@@ -14,7 +14,15 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from mysqlsts.chart.render import semi_sync_on
 from mysqlsts.decisions import gtid
-from mysqlsts.decisions.failover import Election, Node, elect, errant, switchover_candidate
+from mysqlsts.decisions.failover import (
+    Election,
+    Node,
+    elect,
+    errant,
+    silent_owners,
+    switchover_candidate,
+    wait_for_silent,
+)
 from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
 from mysqlsts.errors import OperationFailed
 from mysqlsts.mysql import actions
@@ -27,11 +35,11 @@ REPLICATION_USER = "repl"
 def node_of(view: PodView, flavor: str) -> Node:
     s = view.state
     if s is None:
-        return Node(name=view.name, reachable=False, quarantined=view.quarantined)
+        return Node(name=view.name, reachable=False, quarantined=view.quarantined, owns_data=view.has_data)
     return Node(name=view.name, reachable=True, writable=s.writable, executed=gtid.parse(flavor, s.gtid),
                 retrieved=gtid.parse(flavor, s.retrieved) if s.retrieved else None, origin=s.origin,
                 source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
-                quarantined=view.quarantined, diverged=s.io_errno == 1236)
+                quarantined=view.quarantined, diverged=s.io_errno == 1236, owns_data=view.has_data)
 
 
 def errant_only(election: Election) -> dict[str, str]:
@@ -50,8 +58,9 @@ class Roles:
 
     def look(self) -> tuple[list[PodView], list[Node]]:
         # A hung server accepts the connection and then says nothing: bound the read, too.
+        # A stopped pod that holds data still counts: an election must not leave it out unseen.
         views = [v for v in self.cluster.observe(self.probe_timeout, self.probe_timeout + 0.5)
-                 if v.running or v.state is not None]
+                 if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor.name) for v in views]
 
     def sql(self, view: PodView, wait: float = 0.0):
@@ -104,6 +113,10 @@ class Roles:
             raise OperationFailed(f"{observed_primary(views)} is a writable primary and answers; "
                                   "use `mysqlsts switchover` for a planned change")
         old = old or self.cluster.platform.recorded_primary()
+        silent = silent_owners(nodes, old)
+        if silent and not force:
+            raise OperationFailed([f"failover refused: {wait_for_silent(silent)}; start them, or --force "
+                                   "elects among the nodes that answer and may lose what only they hold"])
         by_name = {v.name: v for v in views}
         # Cut the old primary off first. One that does not answer is killed (it can only come back
         # fenced, and replica receivers stuck talking to a hung server let go at once); then no

@@ -26,6 +26,8 @@ class PodInfo:
     has_data: bool
     quarantined: bool = False  # holds errant transactions; out of service until re-cloned
     started: bool = False  # the server container passed its startup probe (the server answers)
+    outdated: bool = False  # runs an older pod template than the one applied (updates are OnDelete)
+    role_label: str | None = None  # its role label; None where the platform publishes roles otherwise (local)
 
 
 class Platform(Protocol):
@@ -50,7 +52,8 @@ class Platform(Protocol):
     def pods(self) -> list[PodInfo]: ...
     def start_pod(self, name: str) -> None: ...
     def stop_pod(self, name: str) -> None: ...
-    def delete_pod_data(self, name: str) -> None: ...
+    def delete_pod_data(self, name: str) -> None: ...  # of a stopped pod
+    def discard_data(self, name: str) -> None: ...  # stop the pod; it starts again with no data
     def kill_server(self, name: str) -> None: ...  # fence by force: it can only come back fenced
     def quarantine(self, name: str, reason: str) -> None: ...
 

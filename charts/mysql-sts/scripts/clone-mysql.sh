@@ -14,20 +14,28 @@ fi
 rm -rf "$STAGING_DIR" "$CLONE_GTID_FILE"
 mkdir -p "$STAGING_DIR"
 
-# Choose the donor from what the peers say about themselves.
-primary="" best_replica="" best_lag=""
-while read -r peer; do
-  [[ -n $peer ]] || continue
-  state=$(peer_state "$(pod_fqdn "$peer")" 2>/dev/null) || { log "peer $peer does not answer"; continue; }
-  read -r ro _host io sq lag _gtid <<<"$state"
-  if [[ $ro == 0 ]]; then
-    primary=$peer
-  elif [[ $io == Yes && $sq == Yes && $lag != - ]] && ((lag <= MAX_LAG_SECONDS)); then
-    if [[ -z $best_replica ]] || ((lag < best_lag)); then best_replica=$peer best_lag=$lag; fi
-  fi
-done < <(peer_pods)
-donor=${best_replica:-$primary}
-[[ -n $donor ]] || die "no donor: no peer is a writable primary or a healthy replica; will retry"
+# Choose the donor from what the peers say about themselves. Pods start in
+# parallel: a peer may still be starting, so look again for a while.
+choose_donor() {
+  primary="" best_replica="" best_lag=""
+  while read -r peer; do
+    [[ -n $peer ]] || continue
+    state=$(peer_state "$(pod_fqdn "$peer")" 2>/dev/null) || { log "peer $peer does not answer"; continue; }
+    read -r ro _host io sq lag _gtid <<<"$state"
+    if [[ $ro == 0 ]]; then
+      primary=$peer
+    elif [[ $io == Yes && $sq == Yes && $lag != - ]] && ((lag <= MAX_LAG_SECONDS)); then
+      if [[ -z $best_replica ]] || ((lag < best_lag)); then best_replica=$peer best_lag=$lag; fi
+    fi
+  done < <(peer_pods)
+  donor=${best_replica:-$primary}
+  [[ -n $donor ]]
+}
+deadline=$((SECONDS + ${DONOR_WAIT_SECONDS:-300}))
+until choose_donor; do
+  ((SECONDS < deadline)) || die "no donor: no peer is a writable primary or a healthy replica; will retry"
+  sleep 3
+done
 log "cloning from $donor ($([[ $donor == "$primary" ]] && echo primary || echo "replica, lag ${best_lag}s"))"
 
 # TLS both ways (socat checks the donor's certificate against the cluster's

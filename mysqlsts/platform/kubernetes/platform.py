@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mysqlsts.chart.render import Names, render_job, selector
+from mysqlsts.chart.render import ISOLATED_LABEL, ROLE_LABEL, Names, render_job, selector
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
+from mysqlsts.decisions.topology import published_role
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.kubernetes.api import KINDS, Api
 
-ROLE_LABEL = "mysqlsts.io/role"
 VALUES_ANNOTATION = "mysqlsts.io/values"
 PRIMARY_ANNOTATION = "mysqlsts.io/primary"
 TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -35,6 +35,9 @@ LEFTOVERS = ("Job", "NetworkPolicy", "ConfigMap", "Lease")
 MYSQL_PORT = 3306
 # How long a NetworkPolicy may take to be enforced before isolate gives up on it.
 ISOLATE_PROOF_SECONDS = 5.0
+# Signals the server inside its pod (kill and hang faults, fencing a silent primary).
+SIGNAL_SERVER = ["bash", "/opt/mysqlsts/scripts/signal-server.sh"]
+EXEC_SECONDS = 10
 
 
 def in_cluster() -> bool:
@@ -170,6 +173,9 @@ class KubernetesPlatform:
             if obj["kind"] == "StatefulSet":
                 obj["metadata"].setdefault("annotations", {})[VALUES_ANNOTATION] = json.dumps(stored, sort_keys=True)
             before = self.api.get(obj["kind"], obj["metadata"]["name"])
+            if obj["kind"] == "StatefulSet" and before is not None and _immutable_change(before, obj):
+                self._orphan(before)  # its pods and claims stay; the new StatefulSet adopts them
+                before = None
             after = self.api.apply(obj)
             label = f"{obj['kind']} {obj['metadata']['name']}"
             if before is None:
@@ -186,11 +192,24 @@ class KubernetesPlatform:
                     changes.append(f"{kind} {item['metadata']['name']} deleted (no longer rendered)")
         return changes
 
+    def _orphan(self, sts: dict[str, Any]) -> None:
+        """Delete a StatefulSet and leave its pods running (a field that cannot change, changed)."""
+        name = sts["metadata"]["name"]
+        progress(f"StatefulSet {name}: re-creating it for a field that cannot change in place "
+                 "(its pods keep running and are adopted)")
+        self.api.delete("StatefulSet", name, propagation="Orphan")
+        try:
+            self.api.wait("StatefulSet", lambda objs: name not in objs, timeout=120,
+                          field_selector=f"metadata.name={name}")
+        except TimeoutError:
+            raise OperationFailed(f"StatefulSet {name} was not deleted within 120s") from None
+
     # -- pods ----------------------------------------------------------------------------
 
     def pods(self) -> list[PodInfo]:
         sts = self._sts() or {}
         replicas = sts.get("spec", {}).get("replicas", 0)
+        revision = (sts.get("status") or {}).get("updateRevision")
         recorded = (sts.get("metadata", {}).get("annotations") or {}).get(VALUES_ANNOTATION)
         domain = json.loads(recorded)["clusterDomain"] if recorded else "cluster.local"
         pods = {p["metadata"]["name"]: p for p in self.api.list("Pod", self.pod_selector).get("items") or []}
@@ -212,7 +231,10 @@ class KubernetesPlatform:
                 phase=pod_phase(pod), restarts=sum(s.get("restartCount", 0) for s in statuses),
                 has_data=f"data-{name}" in claims, quarantined=labels.get(ROLE_LABEL) == "quarantined",
                 started=any(s.get("name") == "mysql" and s.get("started") for s in status.get("containerStatuses")
-                            or [])))
+                            or []),
+                outdated=pod is not None and revision is not None
+                and labels.get("controller-revision-hash") != revision,
+                role_label=labels.get(ROLE_LABEL, "") if pod is not None else None))
         return out
 
     def fqdn(self, pod: str, domain: str) -> str:
@@ -238,26 +260,59 @@ class KubernetesPlatform:
     def delete_pod_data(self, name: str) -> None:
         self.api.delete("PersistentVolumeClaim", f"data-{name}")
 
+    def discard_data(self, name: str) -> None:
+        """Claim first, then pod: a claim in use is only marked for deletion and goes with the pod,
+        and the StatefulSet waits for it to be gone before it re-creates both, empty. Deleting the
+        pod first lets the StatefulSet re-create it on the old claim."""
+        self.api.delete("PersistentVolumeClaim", f"data-{name}")
+        self.stop_pod(name)
+
     def kill_server(self, name: str) -> None:
-        """Delete the pod at once (grace 0): the StatefulSet re-creates it, and it boots fenced."""
-        self.api.delete("Pod", name, grace_seconds=0)
+        """SIGKILL the server inside its pod; the kubelet restarts it there, fenced. Never a force delete
+        of the pod: on a partitioned node the old server would keep running while the StatefulSet
+        starts another on the same volume. A node that cannot be reached cannot be signalled either:
+        then the stopped receivers and semi-sync without fallback keep its writes unacknowledged."""
+        self.signal_server(name, "KILL")
+
+    def signal_server(self, name: str, signal: str) -> None:
+        """Run signal-server.sh in the pod's server container (the pod shares one process namespace,
+        so the server is not PID 1 there and SIGKILL and SIGSTOP reach it)."""
+        from kubernetes import client
+        from kubernetes.stream import stream
+
+        # Its own client: stream() swaps the request method of the client it is given while it runs.
+        core = client.CoreV1Api(client.ApiClient(self.api.client.configuration))
+        try:
+            ws = stream(core.connect_get_namespaced_pod_exec, name, self.namespace, container="mysql",
+                        command=[*SIGNAL_SERVER, signal], stdin=False, stdout=True, stderr=True, tty=False,
+                        _preload_content=False, _request_timeout=EXEC_SECONDS)
+            ws.run_forever(timeout=EXEC_SECONDS)
+            said = (ws.read_stdout() + ws.read_stderr()).strip()
+            code = ws.returncode
+            ws.close()
+        except Exception as e:  # the exec channel: API errors, a websocket refused, a node gone
+            raise OperationFailed(f"{name}: could not send SIG{signal} to its server: {str(e).splitlines()[0]}") \
+                from None
+        if code != 0:
+            raise OperationFailed(f"{name}: could not send SIG{signal} to its server: {said or f'exit {code}'}")
 
     @staticmethod
     def fault_unavailable(fault: str) -> str | None:
-        if fault == "hang":
-            return ("a container's main process cannot be stopped from outside it on Kubernetes "
-                    "(SIGSTOP to PID 1 is ignored); use kill or isolate")
         return None
 
     def inject(self, name: str, fault: str):
-        """Break the pod; returns how to undo it. isolate denies all traffic to and from the pod with a
-        NetworkPolicy, and proves it took: only a network plugin that enforces NetworkPolicies honours one,
-        and another policy that allows the traffic wins (they are additive)."""
+        """Break the pod; returns how to undo it. kill and hang signal the server in its pod. isolate
+        labels the pod out of the chart's NetworkPolicy and denies all its traffic with one of its own,
+        and proves it took: only a network plugin that enforces NetworkPolicies honours one."""
         if fault == "kill":
             self.kill_server(name)
             return lambda: None
+        if fault == "hang":
+            self.signal_server(name, "STOP")
+            return lambda: self.signal_server(name, "CONT")
         address = next((p.address for p in self.pods() if p.name == name), None)
         policy = f"{name}-mysqlsts-isolate"
+        self.api.patch("Pod", name, {"metadata": {"labels": {ISOLATED_LABEL: "true"}}})
         self.api.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                          "metadata": {"name": policy, "labels": selector({"name": self.name})},
                          "spec": {"podSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": name}},
@@ -265,13 +320,14 @@ class KubernetesPlatform:
 
         def undo() -> None:
             self.api.delete("NetworkPolicy", policy)
+            self.api.patch("Pod", name, {"metadata": {"labels": {ISOLATED_LABEL: None}}})
 
         if address and not unreachable(address, MYSQL_PORT, within=ISOLATE_PROOF_SECONDS):
             undo()
             raise OperationFailed(f"--fault isolate: {name} still accepts connections on {address}:{MYSQL_PORT} "
                                   f"{ISOLATE_PROOF_SECONDS:g}s after NetworkPolicy {policy} denied all its traffic: "
-                                  "this cluster's network plugin does not enforce NetworkPolicies (or another "
-                                  "policy allows the traffic), so isolate cannot be injected here; use kill")
+                                  "this cluster's network plugin does not enforce NetworkPolicies, so isolate "
+                                  "cannot be injected here; use kill or hang")
         return undo
 
     def record_drill(self, report: dict[str, Any], metrics: str) -> str:
@@ -294,17 +350,24 @@ class KubernetesPlatform:
     # -- primary -------------------------------------------------------------------------
 
     def set_primary(self, name: str | None) -> None:
-        """The role labels select the primary Service's endpoint; the annotation records the primary."""
+        """The role labels select the primary Service's endpoint; a ConfigMap records the primary, so
+        the account needs no write access to the StatefulSet (whose pod template it could rewrite)."""
         for pod in self.api.list("Pod", self.pod_selector).get("items") or []:
             pod_name = pod["metadata"]["name"]
             current = (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)
-            wanted = "primary" if pod_name == name else ("quarantined" if current == "quarantined" else "replica")
+            wanted = published_role(pod_name, current == "quarantined", name)
             if current != wanted:
                 self.api.patch("Pod", pod_name, {"metadata": {"labels": {ROLE_LABEL: wanted}}})
         if name is not None and self.recorded_primary() != name:
-            self.api.patch("StatefulSet", self.names.sts, {"metadata": {"annotations": {PRIMARY_ANNOTATION: name}}})
+            self.api.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": self.names.record, "labels": selector({"name": self.name})},
+                            "data": {"primary": name}})
 
     def recorded_primary(self) -> str | None:
+        record = self.api.get("ConfigMap", self.names.record)
+        if record is not None:
+            return (record.get("data") or {}).get("primary")
+        # Recorded by mysqlsts 0.1 on the StatefulSet: read until the next change moves it.
         sts = self._sts() or {}
         return (sts.get("metadata", {}).get("annotations") or {}).get(PRIMARY_ANNOTATION)
 
@@ -405,6 +468,17 @@ class KubernetesPlatform:
             for claim in self.api.list("PersistentVolumeClaim", self.pod_selector).get("items") or []:
                 self.api.delete("PersistentVolumeClaim", claim["metadata"]["name"])
                 progress(f"PersistentVolumeClaim {claim['metadata']['name']} deleted")
+
+
+# StatefulSet spec fields the API server refuses to change (only replicas, template, updateStrategy,
+# persistentVolumeClaimRetentionPolicy, minReadySeconds and ordinals may).
+IMMUTABLE_STS_FIELDS = ("podManagementPolicy", "serviceName", "selector")
+
+
+def _immutable_change(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    old, new = before.get("spec") or {}, after.get("spec") or {}
+    return any(f in new and old.get(f, "OrderedReady" if f == "podManagementPolicy" else None) != new[f]
+               for f in IMMUTABLE_STS_FIELDS)
 
 
 def unreachable(address: str, port: int, within: float) -> bool:

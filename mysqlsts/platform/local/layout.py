@@ -14,9 +14,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def template_revision(objects: list[dict]) -> str:
+    """The local controller-revision-hash: which pod template a pod was started from."""
+    sts = next(o for o in objects if o["kind"] == "StatefulSet")
+    return hashlib.sha256(json.dumps(sts["spec"]["template"], sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.local import netns, procs
 from mysqlsts.platform.local.dns import ClusterDNS
-from mysqlsts.platform.local.layout import ClusterLayout
+from mysqlsts.platform.local.layout import ClusterLayout, template_revision
 from mysqlsts.state import read_json, write_atomic, write_json
 
 SUPERVISOR = "mysqlsts.platform.local.supervisor"
@@ -184,6 +184,8 @@ class LocalPlatform:
         # Pods beyond `replicas` show only while they still run; their data alone is like a PVC.
         present = {p.name for p in self.layout.existing_pods() if self._supervisor(p.name)}
         addresses = self._cluster()["addresses"]
+        objects = self.layout.objects_file
+        revision = template_revision(read_json(objects)) if objects.is_file() else None
         out = []
         for name in sorted(wanted | present, key=lambda n: int(n.rsplit("-", 1)[1])):
             pod = self.layout.pod(name)
@@ -196,7 +198,8 @@ class LocalPlatform:
                 phase=status.get("phase", "Pending") if running else ("Stopped" if status else "Absent"),
                 restarts=sum(c.get("restarts", 0) for c in status.get("containers", {}).values()),
                 has_data=(pod.pv / "data").is_dir(), quarantined=(pod.pv / "quarantined").exists(),
-                started=running and bool(status.get("serverStarted"))))
+                started=running and bool(status.get("serverStarted")),
+                outdated=running and "revision" in status and status["revision"] != revision))
         return out
 
     def _supervisor(self, name: str) -> int | None:
@@ -251,6 +254,10 @@ class LocalPlatform:
 
     def delete_pod_data(self, name: str) -> None:
         shutil.rmtree(self.layout.pod(name).dir, ignore_errors=True)
+
+    def discard_data(self, name: str) -> None:
+        self.stop_pod(name)
+        self.delete_pod_data(name)
 
     def kill_server(self, name: str) -> None:
         """SIGKILL the server container (stopped or hung, it dies); its pod restarts it, fenced."""

@@ -26,7 +26,7 @@ from typing import Any
 from mysqlsts.chart.render import Names
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.platform.local import netns
-from mysqlsts.platform.local.layout import ClusterLayout, PodLayout
+from mysqlsts.platform.local.layout import ClusterLayout, PodLayout, template_revision
 from mysqlsts.state import read_json, write_json
 
 MAX_BACKOFF = 10.0
@@ -94,7 +94,7 @@ class Pod:
         self.restarts: dict[str, int] = {}
         self.status: dict[str, Any] = {"pod": pod.name, "address": address, "supervisor": os.getpid(),
                                        "phase": "Pending", "ready": False, "containers": {},
-                                       "started": time.time()}
+                                       "started": time.time(), "revision": template_revision(objects)}
 
     # -- the pod's filesystem and environment ---------------------------------------------
 
