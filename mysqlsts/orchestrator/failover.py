@@ -105,15 +105,17 @@ class Roles:
     # -- unplanned -----------------------------------------------------------------------------
 
     def failover(self, to: str | None = None, force: bool = False, old: str | None = None,
-                 seen: tuple[list[PodView], list[Node]] | None = None) -> dict[str, Any]:
-        """`seen`: an observation made just now (the controller's), saving another look at a hung node."""
+                 seen: tuple[list[PodView], list[Node]] | None = None, recovering: bool = False) -> dict[str, Any]:
+        """`seen`: an observation made just now (the controller's), saving another look at a hung node.
+        `recovering`: nothing failed, the nodes restarted: the old primary is waited for like any node
+        with data, never killed."""
         started = time.monotonic()
         views, nodes = seen or self.look()
         if observed_primary(views) is not None:
             raise OperationFailed(f"{observed_primary(views)} is a writable primary and answers; "
                                   "use `mysqlsts switchover` for a planned change")
         old = old or self.cluster.platform.recorded_primary()
-        silent = silent_owners(nodes, old)
+        silent = silent_owners(nodes, None if recovering else old)
         if silent and not force:
             raise OperationFailed([f"failover refused: {wait_for_silent(silent)}; start them, or --force "
                                    "elects among the nodes that answer and may lose what only they hold"])
@@ -121,7 +123,7 @@ class Roles:
         # Cut the old primary off first. One that does not answer is killed (it can only come back
         # fenced, and replica receivers stuck talking to a hung server let go at once); then no
         # receiver takes anything more from it, so it can neither commit nor be acknowledged.
-        if old in by_name and by_name[old].state is None:
+        if old in by_name and by_name[old].state is None and not recovering:
             progress(f"{old} does not answer: fencing it by force (it can only come back fenced)")
             self.cluster.platform.kill_server(old)
         receivers = [by_name[n.name] for n in nodes if n.reachable and n.source is not None and n.name != old]
@@ -155,13 +157,18 @@ class Roles:
 
     def recover(self) -> dict[str, Any] | None:
         """No writable node (the primary restarted, or the whole cluster did): promote the node
-        that holds everything, which is the old primary when it lost nothing."""
+        that holds everything, which is the old primary when it lost nothing. Not before every
+        node with data answers (a restarting old primary is slow, not dead): None until then."""
         views, nodes = self.look()
         if observed_primary(views) is not None:
             return None
         if not any(n.reachable for n in nodes):
             return None
-        return self.failover()
+        silent = silent_owners(nodes, None)
+        if silent:
+            progress(f"not electing yet: {wait_for_silent(silent)}")
+            return None
+        return self.failover(seen=(views, nodes), recovering=True)
 
     # -- the one way roles move ------------------------------------------------------------------
 
