@@ -17,6 +17,7 @@ class Flavor:
     backup: str  # hot-backup tool used to clone
     stream: str  # its stream extractor
     install_hint: dict[str, str]  # binary -> how to get it
+    extra_binaries: tuple[str, ...]  # needed beyond server, client, backup and stream
     replica_status_sql: str
     gtid_executed_sql: str
     semi_sync_source_var: str
@@ -27,9 +28,31 @@ class Flavor:
     # The MariaDB servers have no TLS configured, and probing for it costs ~30 ms a connection.
     client_tls: bool
     origin_sql: str  # how a server names the transactions it originates
+    gtid_notation: str  # "set": uuid:intervals, exact per source; "position": domain-server-seq, last per domain
+    stop_replica_sql: str
+    start_replica_sql: str
+    stop_receiving_sql: str  # the IO thread only
+    reset_replica_sql: str  # forget the source altogether
+    # Statements that prepare a stopped replica for the change of source (MariaDB: replicate from what it holds).
+    before_change_source_sql: tuple[str, ...]
+    # Waits until the given GTIDs are applied: (gtids, timeout) -> 0 when they are.
+    wait_gtids_sql: str
+    # False: the wait follows only what came through replication (MariaDB's gtid_slave_pos), so a former
+    # primary's own transactions must be checked against gtid_executed_sql first, and the wait polled.
+    wait_sees_own_transactions: bool
+    # SHOW REPLICA STATUS columns, by their MySQL 8.4 name -> this flavor's name.
+    replica_columns: dict[str, str]
 
     def __str__(self) -> str:
         return self.name
+
+    def column(self, mysql_name: str) -> str:
+        """A replica status column as this flavor names it."""
+        return self.replica_columns.get(mysql_name, mysql_name)
+
+    def pick(self, mysql: str, mariadb: str) -> str:
+        """Of two spellings of one statement, this flavor's (where the text belongs beside its use)."""
+        return mysql if self.name == "mysql" else mariadb
 
 
 MYSQL = Flavor(
@@ -44,6 +67,7 @@ MYSQL = Flavor(
         "xtrabackup": "install percona-xtrabackup-84 (Percona's repository)",
         "xbstream": "install percona-xtrabackup-84 (Percona's repository)",
     },
+    extra_binaries=(),
     replica_status_sql="SHOW REPLICA STATUS",
     gtid_executed_sql="SELECT @@GLOBAL.gtid_executed",
     semi_sync_source_var="rpl_semi_sync_source_enabled",
@@ -52,6 +76,15 @@ MYSQL = Flavor(
     super_read_only_var="super_read_only",
     client_tls=True,
     origin_sql="@@GLOBAL.server_uuid",
+    gtid_notation="set",
+    stop_replica_sql="STOP REPLICA",
+    start_replica_sql="START REPLICA",
+    stop_receiving_sql="STOP REPLICA IO_THREAD",
+    reset_replica_sql="RESET REPLICA ALL",
+    before_change_source_sql=(),
+    wait_gtids_sql="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
+    wait_sees_own_transactions=True,
+    replica_columns={},
 )
 
 MARIADB = Flavor(
@@ -75,6 +108,22 @@ MARIADB = Flavor(
     super_read_only_var=None,
     client_tls=False,
     origin_sql="@@GLOBAL.server_id",
+    gtid_notation="position",
+    stop_replica_sql="STOP SLAVE",
+    start_replica_sql="START SLAVE",
+    stop_receiving_sql="STOP SLAVE IO_THREAD",
+    reset_replica_sql="RESET SLAVE ALL",
+    before_change_source_sql=("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos",),
+    wait_gtids_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
+    wait_sees_own_transactions=False,
+    replica_columns={
+        "Seconds_Behind_Source": "Seconds_Behind_Master",
+        "Retrieved_Gtid_Set": "Gtid_IO_Pos",
+        "Source_Host": "Master_Host",
+        "Replica_IO_Running": "Slave_IO_Running",
+        "Replica_SQL_Running": "Slave_SQL_Running",
+    },
+    extra_binaries=("mariadb-install-db",),
 )
 
 FLAVORS = {f.name: f for f in (MYSQL, MARIADB)}

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mysqlsts import flavors
 from mysqlsts.errors import OperationFailed
+from mysqlsts.flavors import Flavor
 
 
 class Gtids(Protocol):
@@ -163,5 +165,9 @@ class MariadbGtidPos:
         return MariadbGtidPos({d: (s, n) for d, (s, n) in self.domains.items() if str(s) == str(origin)})
 
 
-def parse(flavor: str, text: str | None) -> Gtids:
-    return MysqlGtidSet.parse(text) if flavor == "mysql" else MariadbGtidPos.parse(text)
+_NOTATIONS = {"set": MysqlGtidSet.parse, "position": MariadbGtidPos.parse}
+
+
+def parse(flavor: Flavor | str, text: str | None) -> Gtids:
+    """GTIDs in the flavor's notation; `flavor` may be given by name."""
+    return _NOTATIONS[(flavors.get(flavor) if isinstance(flavor, str) else flavor).gtid_notation](text)

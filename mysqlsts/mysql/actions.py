@@ -12,7 +12,7 @@ import time
 
 import pymysql
 
-from mysqlsts.decisions.gtid import MariadbGtidPos
+from mysqlsts.decisions import gtid
 from mysqlsts.errors import OperationFailed
 from mysqlsts.flavors import Flavor
 
@@ -57,7 +57,7 @@ def unfence(conn, flavor: Flavor) -> None:
 def stop_receiving(conn, flavor: Flavor) -> None:
     """Stop the IO thread only: what was received is still applied, nothing new arrives,
     and an isolated old primary can no longer collect acknowledgements from this node."""
-    execute(conn, "STOP REPLICA IO_THREAD" if flavor.name == "mysql" else "STOP SLAVE IO_THREAD")
+    execute(conn, flavor.stop_receiving_sql)
 
 
 def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
@@ -66,31 +66,28 @@ def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
     if not gtids:
         return True
     with conn.cursor() as cur:
-        if flavor.name == "mysql":
-            cur.execute("SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", (gtids, timeout))
+        if flavor.wait_sees_own_transactions:
+            cur.execute(flavor.wait_gtids_sql, (gtids, timeout))
             return cur.fetchone()[0] == 0
         # MASTER_GTID_WAIT follows gtid_slave_pos only: a former primary holds its own
         # transactions in gtid_binlog_pos, so look at the whole position first.
         deadline = time.monotonic() + timeout
+        wanted = gtid.parse(flavor, gtids)
         while True:
-            cur.execute("SELECT @@GLOBAL.gtid_current_pos")
-            if MariadbGtidPos.parse(cur.fetchone()[0]).contains(MariadbGtidPos.parse(gtids)):
+            cur.execute(flavor.gtid_executed_sql)
+            if gtid.parse(flavor, cur.fetchone()[0]).contains(wanted):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (gtids, min(1.0, max(0.01, deadline - time.monotonic()))))
+            cur.execute(flavor.wait_gtids_sql, (gtids, min(1.0, max(0.01, deadline - time.monotonic()))))
             cur.fetchone()
 
 
 def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
     """Stop replicating and start acknowledging as a semi-sync source; still fenced."""
     on = "ON" if semi_sync else "OFF"
-    if flavor.name == "mysql":
-        execute(conn, "STOP REPLICA", "RESET REPLICA ALL", "SET GLOBAL rpl_semi_sync_replica_enabled = OFF",
-                f"SET GLOBAL rpl_semi_sync_source_enabled = {on}")
-    else:
-        execute(conn, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL rpl_semi_sync_slave_enabled = OFF",
-                f"SET GLOBAL rpl_semi_sync_master_enabled = {on}")
+    execute(conn, flavor.stop_replica_sql, flavor.reset_replica_sql,
+            f"SET GLOBAL {flavor.semi_sync_replica_var} = OFF", f"SET GLOBAL {flavor.semi_sync_source_var} = {on}")
 
 
 def server_ca(conn) -> str:
@@ -111,23 +108,19 @@ def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str,
     certificate verified, and start replicating."""
     on = "ON" if semi_sync else "OFF"
     ca = server_ca(conn)
-    if flavor.name == "mysql":
-        execute(conn, "STOP REPLICA")
-        execute(conn, "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
-                      "SOURCE_PASSWORD = %s, SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, "
-                      "SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, "
-                      "SOURCE_HEARTBEAT_PERIOD = 1",
-                args=(source_fqdn, port, user, password, ca))
-        execute(conn, "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
-                f"SET GLOBAL rpl_semi_sync_replica_enabled = {on}", "START REPLICA")
-    else:
-        execute(conn, "STOP SLAVE", "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos")
-        execute(conn, "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
-                      "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, "
-                      "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1",
-                args=(source_fqdn, port, user, password, ca))
-        execute(conn, "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
-                f"SET GLOBAL rpl_semi_sync_slave_enabled = {on}", "START SLAVE")
+    execute(conn, flavor.stop_replica_sql, *flavor.before_change_source_sql)
+    # The two statements differ in more than their words: each stays here, beside its arguments.
+    execute(conn, flavor.pick(
+        mysql="CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
+              "SOURCE_PASSWORD = %s, SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, "
+              "SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, "
+              "SOURCE_HEARTBEAT_PERIOD = 1",
+        mariadb="CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
+                "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, "
+                "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1"),
+            args=(source_fqdn, port, user, password, ca))
+    execute(conn, f"SET GLOBAL {flavor.semi_sync_source_var} = OFF",
+            f"SET GLOBAL {flavor.semi_sync_replica_var} = {on}", flavor.start_replica_sql)
 
 
 def write_probe(conn, table: str) -> None:

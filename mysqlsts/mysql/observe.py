@@ -55,27 +55,27 @@ def observe(conn, flavor: Flavor) -> ServerState:
         extra = cur.fetchone()
         replica_on = bool(int(extra["v"]))
 
-    def field(mysql_name: str, mariadb_name: str):
+    def field(mysql_name: str):
+        """A replica status column by its MySQL 8.4 name, read as the flavor names it."""
         if not replica:
             return None
-        return replica.get(mysql_name if flavor.name == "mysql" else mariadb_name)
+        return replica.get(flavor.column(mysql_name))
 
-    lag = field("Seconds_Behind_Source", "Seconds_Behind_Master")
-    retrieved = str(field("Retrieved_Gtid_Set", "Gtid_IO_Pos") or "").replace("\n", "")
-    errors = [str(field(a, b) or "") for a, b in (("Last_IO_Error", "Last_IO_Error"),
-                                                  ("Last_SQL_Error", "Last_SQL_Error"))]
+    lag = field("Seconds_Behind_Source")
+    retrieved = str(field("Retrieved_Gtid_Set") or "").replace("\n", "")
+    errors = [str(field(name) or "") for name in ("Last_IO_Error", "Last_SQL_Error")]
     return ServerState(
         read_only=bool(int(row["ro"])),
         super_read_only=bool(int(row["sro"])) if "sro" in row else None,
         gtid=gtid,
-        source_host=field("Source_Host", "Master_Host") or None,
-        io_running=field("Replica_IO_Running", "Slave_IO_Running"),
-        sql_running=field("Replica_SQL_Running", "Slave_SQL_Running"),
+        source_host=field("Source_Host") or None,
+        io_running=field("Replica_IO_Running"),
+        sql_running=field("Replica_SQL_Running"),
         lag=int(lag) if lag is not None else None,
         last_error="; ".join(e for e in errors if e),
         semi_sync_source_on=bool(source_status) and str(source_status["Value"]).upper() == "ON",
         semi_sync_replica_on=replica_on,
         retrieved=retrieved,
-        io_errno=int(field("Last_IO_Errno", "Last_IO_Errno") or 0),
+        io_errno=int(field("Last_IO_Errno") or 0),
         origin=str(extra["origin"]),
     )

@@ -25,6 +25,7 @@ from mysqlsts.decisions.failover import (
 )
 from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
 from mysqlsts.errors import OperationFailed
+from mysqlsts.flavors import Flavor
 from mysqlsts.mysql import actions
 from mysqlsts.orchestrator.cluster import CANARY_TABLE, Cluster, create_canary_table
 from mysqlsts.output import progress
@@ -32,7 +33,7 @@ from mysqlsts.output import progress
 REPLICATION_USER = "repl"
 
 
-def node_of(view: PodView, flavor: str) -> Node:
+def node_of(view: PodView, flavor: Flavor) -> Node:
     s = view.state
     if s is None:
         return Node(name=view.name, reachable=False, quarantined=view.quarantined, owns_data=view.has_data)
@@ -61,7 +62,7 @@ class Roles:
         # A stopped pod that holds data still counts: an election must not leave it out unseen.
         views = [v for v in self.cluster.observe(self.probe_timeout, self.probe_timeout + 0.5)
                  if v.running or v.state is not None or v.has_data]
-        return views, [node_of(v, self.flavor.name) for v in views]
+        return views, [node_of(v, self.flavor) for v in views]
 
     def sql(self, view: PodView, wait: float = 0.0):
         """A connection to one node; `wait`: seconds a statement on it may block (GTID waits)."""
@@ -185,7 +186,7 @@ class Roles:
                 self.cluster.platform.quarantine(v.name, excluded[v.name])
                 with self.sql(v) as conn:
                     actions.fence(conn, flavor, 0)
-                    actions.execute(conn, "STOP REPLICA" if flavor.name == "mysql" else "STOP SLAVE")
+                    actions.execute(conn, flavor.stop_replica_sql)
                 continue
             self.repoint(v, new)
         with self.sql(new) as conn:
@@ -223,7 +224,7 @@ class Roles:
             if n.diverged and not n.quarantined:
                 progress(f"{v.name}: quarantined (its source refuses its GTID position: diverged history)")
                 with self.sql(v) as conn:
-                    actions.execute(conn, "STOP REPLICA" if self.flavor.name == "mysql" else "STOP SLAVE")
+                    actions.execute(conn, self.flavor.stop_replica_sql)
                 self.cluster.platform.quarantine(v.name, "errant transactions: diverged GTID history (error 1236)")
                 done.append(v.name)
         return done

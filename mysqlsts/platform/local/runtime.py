@@ -366,9 +366,7 @@ def _without_auth(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_binaries(flavor_name: str) -> None:
     flavor = flavors.get(flavor_name)
-    needed = [flavor.server, flavor.client, flavor.backup, flavor.stream, "socat", "dnsmasq"]
-    if flavor.name == "mariadb":
-        needed.append("mariadb-install-db")
+    needed = [flavor.server, flavor.client, flavor.backup, flavor.stream, "socat", "dnsmasq", *flavor.extra_binaries]
     hints = {**flavor.install_hint, "socat": "apt-get install socat", "dnsmasq": "apt-get install dnsmasq-base"}
     search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     missing = [b for b in needed if shutil.which(b, path=search) is None]
