@@ -6,7 +6,8 @@ done), 1 for an operation that failed or a cluster that is unhealthy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class MysqlstsError(Exception):
@@ -27,3 +28,13 @@ class OperationFailed(MysqlstsError):
     """The command ran but could not reach its goal."""
 
     exit_code = 1
+
+
+@contextmanager
+def failing_as(*kinds: type[Exception]) -> Iterator[None]:
+    """Where a lower layer's own error (e.g. a server's unreadable GTIDs) reaches a command:
+    it ends the command as OperationFailed, with the same message."""
+    try:
+        yield
+    except kinds as e:
+        raise OperationFailed(str(e)) from e

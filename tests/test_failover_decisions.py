@@ -7,8 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mysqlsts.decisions.failover import Node, elect, errant, primary_lost, silent_owners, switchover_candidate
-from mysqlsts.decisions.gtid import MariadbGtidPos, MysqlGtidSet, parse
-from mysqlsts.errors import OperationFailed
+from mysqlsts.decisions.gtid import GtidError, MariadbGtidPos, MysqlGtidSet, parse
 
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 U2 = "4f22ab58-82db-22f2-8f44-d91bb0530673"
@@ -41,7 +40,7 @@ def test_mysql_parse_and_format():
     assert s.contains(MysqlGtidSet.parse(f"{U1}:2-4")) and not s.contains(MysqlGtidSet.parse(f"{U1}:6"))
     assert str(s.originated_by(U2)) == f"{U2}:3"
     assert not MysqlGtidSet.parse("") and MysqlGtidSet.parse("").contains(MysqlGtidSet.parse(""))
-    with pytest.raises(OperationFailed):
+    with pytest.raises(GtidError):
         MysqlGtidSet.parse("not-a-gtid")
 
 

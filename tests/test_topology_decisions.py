@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mysqlsts.decisions.topology import PodView, observed_primary, role, stale_role_labels, verify_checks
-from mysqlsts.mysql.observe import ServerState
+from mysqlsts.model import ServerState
 
 PRIMARY = ServerState(read_only=False, super_read_only=None, gtid="0-100-9", source_host=None, io_running=None,
                       sql_running=None, lag=None, last_error="", semi_sync_source_on=True,

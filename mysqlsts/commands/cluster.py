@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ from mysqlsts import output
 from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
+from mysqlsts.commands.incluster import RoleSteps, in_cluster
 from mysqlsts.decisions.topology import Check
 from mysqlsts.errors import BadInput
 from mysqlsts.orchestrator import rollout
 from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.orchestrator.failover import Roles
 from mysqlsts.platform.local.runtime import LocalPlatform
 from mysqlsts.state import state_root
 
@@ -57,9 +58,14 @@ def _cluster_name(args: argparse.Namespace) -> str:
     return name
 
 
+def cluster_of(platform, values: dict[str, Any], passwords: dict[str, str] | None = None) -> Cluster:
+    """A cluster whose lifecycle steps run their role changes where SQL reaches the pods."""
+    return Cluster(platform, values, passwords, steps=RoleSteps())
+
+
 def existing(args: argparse.Namespace) -> tuple[Any, Cluster]:
     platform = platform_for(args, _cluster_name(args))
-    cluster = Cluster(platform, platform.values())
+    cluster = cluster_of(platform, platform.values())
     announce(args, platform.describe())
     return platform, cluster
 
@@ -69,24 +75,14 @@ def locked(platform, args: argparse.Namespace):
     return nullcontext() if getattr(args, "caller_holds_lock", False) else platform.lock()
 
 
-def in_cluster_report(platform, cluster: Cluster, args: list[str], timeout: float,
-                      here: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a step that talks SQL to the pods: here when their DNS names resolve here, else as
-    `mysqlsts ARGS` in a Job inside the cluster, whose JSON report comes back."""
-    if platform.inside:
-        platform.enter_network()
-        return here()
-    return platform.run_in_cluster(cluster.values, args, timeout)
-
-
 def verification(platform, cluster: Cluster, publish: bool, timeout: float = 300) -> dict[str, Any]:
     def here() -> dict[str, Any]:
         if publish:
             cluster.publish_primary()
         return checks_doc(cluster.verify())
 
-    report = in_cluster_report(platform, cluster, ["verify"] + (["--publish-primary"] if publish else []),
-                               timeout, here)
+    report = in_cluster(platform, cluster.values, ["verify"] + (["--publish-primary"] if publish else []),
+                        timeout, here)
     return {"cluster": platform.name, "target": platform.target, **report}
 
 
@@ -144,11 +140,11 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
                     for o in objects]
             output.progress(f"new cluster: {values['name']}-0 initializes the first primary alone")
             changes += platform.apply(values, passwords, seed)
-            Cluster(platform, {**values, "replicas": 1}, passwords).converge(args.timeout)
+            cluster_of(platform, {**values, "replicas": 1}, passwords).converge(args.timeout)
         changes += platform.apply(values, passwords, objects)
         for change in changes:
             output.progress(change)
-        cluster = Cluster(platform, values, passwords)
+        cluster = cluster_of(platform, values, passwords)
         started = cluster.converge(args.timeout)
         rolled = rollout.roll(cluster, args.timeout)
         if not changes and not started and not rolled:
@@ -162,7 +158,7 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
 
 def status_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    report = in_cluster_report(platform, cluster, ["status"], 300, lambda: {
+    report = in_cluster(platform, cluster.values, ["status"], 300, lambda: {
         "cluster": platform.name, "target": platform.target,
         "recorded_primary": platform.recorded_primary(), "pods": cluster.status()})
     if args_json(args):
@@ -200,7 +196,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
         removed = cluster.removable(args.replicas)
         passwords = platform.passwords()
         platform.apply(values, passwords, render(values, passwords))
-        cluster = Cluster(platform, values, passwords)
+        cluster = cluster_of(platform, values, passwords)
         cluster.remove(removed, args.delete_data)
         cluster.converge(args.timeout)
         announce(args, f"scaled {platform.name} from {old} to {args.replicas} pods")
@@ -243,22 +239,12 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
-def roles_of(cluster: Cluster):
-    from mysqlsts.orchestrator.failover import Roles
-
-    return Roles(cluster)
-
-
 def switchover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     remote = ["switchover", *(["--to", args.to] if args.to else []),
               *(["--caller-holds-lock"] if args.caller_holds_lock else [])]
-    if platform.inside:
-        with locked(platform, args):
-            platform.enter_network()
-            report = roles_of(cluster).switchover(args.to)
-    else:
-        report = platform.run_in_cluster(cluster.values, remote, args.timeout)
+    report = in_cluster(platform, cluster.values, remote, args.timeout, lambda: Roles(cluster).switchover(args.to),
+                        guard=locked(platform, args))
     return print_report(report, args)
 
 
@@ -267,16 +253,15 @@ def failover_cmd(args: argparse.Namespace) -> int:
     flags = {"--force": args.force, "--if-no-primary": args.if_no_primary,
              "--caller-holds-lock": args.caller_holds_lock}
     remote = ["failover", *(["--to", args.to] if args.to else []), *(f for f, on in flags.items() if on)]
-    if not platform.inside:
-        return print_report(platform.run_in_cluster(cluster.values, remote, args.timeout), args)
-    with locked(platform, args):
-        platform.enter_network()
-        roles = roles_of(cluster)
+
+    def here() -> dict[str, Any]:
+        roles = Roles(cluster)
         if args.if_no_primary:
-            report = roles.recover() or {"operation": "none", "reason": "a writable primary answers"}
-        else:
-            report = roles.failover(args.to, args.force)
-    return print_report(report, args)
+            return roles.recover() or {"operation": "none", "reason": "a writable primary answers"}
+        return roles.failover(args.to, args.force)
+
+    return print_report(in_cluster(platform, cluster.values, remote, args.timeout, here,
+                                   guard=locked(platform, args)), args)
 
 
 def controller_cmd(args: argparse.Namespace) -> int:

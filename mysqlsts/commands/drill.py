@@ -15,6 +15,7 @@ from mysqlsts import output
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
 from mysqlsts.commands.cluster import announce, existing, locked
+from mysqlsts.commands.incluster import in_cluster
 from mysqlsts.drills import report as reports
 from mysqlsts.drills.run import FAULTS, Drill
 from mysqlsts.errors import BadInput, OperationFailed
@@ -48,13 +49,9 @@ def run(args: argparse.Namespace) -> int:
     why = platform.fault_unavailable(fault)
     if why:
         raise BadInput(f"--fault: {fault} is not available on the {platform.target} target: {why}")
-    if not platform.inside:
-        remote = ["drill", "--fault", fault, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
-        report = platform.run_in_cluster(cluster.values, remote + (["--force"] if args.force else []), duration + 600)
-        reports.show(report, args.output)
-        return 0 if report["passed"] else 1
-    with platform.drill_lock():
-        platform.enter_network()
+    remote = ["drill", "--fault", fault, "--rate", f"{rate:g}", "--duration", f"{duration:g}"]
+
+    def here() -> dict[str, Any]:
         checks = cluster.verify()
         failing = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
         if failing and not args.force:
@@ -71,17 +68,18 @@ def run(args: argparse.Namespace) -> int:
         output.progress(f"metrics: {platform.record_drill(report, metrics)}")
         if args.metrics_file:
             reports.write_metrics(report, Path(args.metrics_file))
+        return report
+
+    report = in_cluster(platform, cluster.values, remote + (["--force"] if args.force else []), duration + 600,
+                        here, guard=platform.drill_lock())
     reports.show(report, args.output)
     return 0 if report["passed"] else 1
 
 
 def history(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    if not platform.inside:
-        runs = platform.run_in_cluster(cluster.values, ["drill", "history"], 300)["runs"]
-    else:
-        platform.enter_network()
-        runs = reports.history(cluster)
+    runs = in_cluster(platform, cluster.values, ["drill", "history"], 300,
+                      lambda: {"runs": reports.history(cluster)})["runs"]
     reports.show_history(runs, args.output, platform.name)
     return 0
 

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mysqlsts import flavors
-from mysqlsts.errors import OperationFailed
 from mysqlsts.flavors import Flavor
+
+
+class GtidError(ValueError):
+    """Text that is not GTIDs in the flavor's notation. The layer that called `parse` with what a
+    server said turns it into its own error (see `mysqlsts.errors.failing_as`)."""
 
 
 class Gtids(Protocol):
@@ -72,7 +76,7 @@ class MysqlGtidSet:
                 continue
             uuid, *ranges = part.split(":")
             if not ranges or not re.fullmatch(r"[0-9a-fA-F-]{36}", uuid):
-                raise OperationFailed(f"not a MySQL GTID set: {text!r}")
+                raise GtidError(f"not a MySQL GTID set: {text!r}")
             for r in ranges:
                 lo, _, hi = r.partition("-")
                 sets.setdefault(uuid.lower(), []).append((int(lo), int(hi or lo)))
@@ -122,7 +126,7 @@ class MariadbGtidPos:
                 continue
             m = re.fullmatch(r"(\d+)-(\d+)-(\d+)", part)
             if not m:
-                raise OperationFailed(f"not a MariaDB GTID position: {text!r}")
+                raise GtidError(f"not a MariaDB GTID position: {text!r}")
             domains[int(m[1])] = (int(m[2]), int(m[3]))
         return cls(domains)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mysqlsts.mysql.observe import ServerState
+from mysqlsts.model import ServerState
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 import pymysql
 
 from mysqlsts.decisions import gtid
-from mysqlsts.errors import OperationFailed
+from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
 
 
@@ -72,10 +72,13 @@ def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
         # MASTER_GTID_WAIT follows gtid_slave_pos only: a former primary holds its own
         # transactions in gtid_binlog_pos, so look at the whole position first.
         deadline = time.monotonic() + timeout
-        wanted = gtid.parse(flavor, gtids)
+        with failing_as(gtid.GtidError):
+            wanted = gtid.parse(flavor, gtids)
         while True:
             cur.execute(flavor.gtid_executed_sql)
-            if gtid.parse(flavor, cur.fetchone()[0]).contains(wanted):
+            with failing_as(gtid.GtidError):
+                applied = gtid.parse(flavor, cur.fetchone()[0])
+            if applied.contains(wanted):
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pymysql
 
 from mysqlsts.flavors import Flavor
+from mysqlsts.model import ServerState
 
 OPERATOR_USER = "mysqlsts"
-
-
-@dataclass(frozen=True)
-class ServerState:
-    read_only: bool
-    super_read_only: bool | None  # None on MariaDB, where read_only is the fence
-    gtid: str
-    source_host: str | None  # None: not configured as a replica
-    io_running: str | None
-    sql_running: str | None
-    lag: int | None
-    last_error: str
-    semi_sync_source_on: bool  # the source is waiting for acknowledgements
-    semi_sync_replica_on: bool
-    retrieved: str = ""  # transactions received into the relay log (applied or not)
-    origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): the name of its own transactions
-    io_errno: int = 0  # 1236: the source refuses this node's GTID position (diverged history)
-
-    @property
-    def writable(self) -> bool:
-        return not self.read_only
 
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,

@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import pymysql
 
@@ -42,11 +42,21 @@ def create_canary_table(cur) -> None:
                 "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
 
 
+class RoleSteps(Protocol):
+    """Role changes a lifecycle step needs midway (recover a fenced primary, switch away from one).
+    They speak SQL to every pod, so the commands layer, which knows where that can run, supplies them."""
+
+    def recover(self, cluster: Cluster) -> None: ...
+    def switchover(self, cluster: Cluster, timeout: float) -> None: ...
+
+
 class Cluster:
-    def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str] | None = None):
+    def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str] | None = None,
+                 steps: RoleSteps | None = None):
         self.platform = platform
         self.values = values
         self._passwords = passwords
+        self.steps = steps
         self.flavor = flavors.get(values["flavor"])
         self.port = values["mysql"]["port"]
 
@@ -234,13 +244,16 @@ class Cluster:
 
     def recover(self) -> None:
         """No writable primary: promote the node that holds everything (where SQL reaches the pods)."""
-        if self.platform.inside:
-            from mysqlsts.orchestrator.failover import Roles
+        self._steps().recover(self)
 
-            self.platform.enter_network()
-            Roles(self).recover()
-        else:
-            self.platform.run_in_cluster(self.values, ["failover", "--if-no-primary", "--caller-holds-lock"], 120)
+    def switchover(self, timeout: float) -> None:
+        """Move the primary role to a caught-up replica (where SQL reaches the pods)."""
+        self._steps().switchover(self, timeout)
+
+    def _steps(self) -> RoleSteps:
+        if self.steps is None:
+            raise OperationFailed("this cluster was loaded without role steps; load it through a command")
+        return self.steps
 
     def converge(self, timeout: float) -> list[str]:
         """Bring every wanted pod up and wait until all are ready. They start together, as the

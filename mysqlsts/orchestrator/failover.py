@@ -24,7 +24,7 @@ from mysqlsts.decisions.failover import (
     wait_for_silent,
 )
 from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
-from mysqlsts.errors import OperationFailed
+from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
 from mysqlsts.mysql import actions
 from mysqlsts.orchestrator.cluster import CANARY_TABLE, Cluster, create_canary_table
@@ -37,9 +37,11 @@ def node_of(view: PodView, flavor: Flavor) -> Node:
     s = view.state
     if s is None:
         return Node(name=view.name, reachable=False, quarantined=view.quarantined, owns_data=view.has_data)
-    return Node(name=view.name, reachable=True, writable=s.writable, executed=gtid.parse(flavor, s.gtid),
-                retrieved=gtid.parse(flavor, s.retrieved) if s.retrieved else None, origin=s.origin,
-                source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
+    with failing_as(gtid.GtidError):
+        executed = gtid.parse(flavor, s.gtid)
+        retrieved = gtid.parse(flavor, s.retrieved) if s.retrieved else None
+    return Node(name=view.name, reachable=True, writable=s.writable, executed=executed, retrieved=retrieved,
+                origin=s.origin, source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
                 quarantined=view.quarantined, diverged=s.io_errno == 1236, owns_data=view.has_data)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 from mysqlsts.orchestrator.cluster import Cluster
-from mysqlsts.orchestrator.failover import Roles
 from mysqlsts.output import progress
 
 
@@ -40,10 +39,5 @@ def roll(cluster: Cluster, timeout: float) -> list[str]:
 
 
 def switch_over(cluster: Cluster, timeout: float) -> None:
-    """Where SQL reaches the pods, here; else in the cluster, for a caller that holds the lock."""
-    platform = cluster.platform
-    if platform.inside:
-        platform.enter_network()
-        Roles(cluster).switchover()
-    else:
-        platform.run_in_cluster(cluster.values, ["switchover", "--caller-holds-lock"], timeout)
+    """Away from the old primary before it restarts, for a caller that holds the lock."""
+    cluster.switchover(timeout)

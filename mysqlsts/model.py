@@ -1,0 +1,32 @@
+"""What the layers pass to each other about a server, with no behaviour of its own.
+
+It sits at the bottom so that `decisions/` (pure) and `mysql/` (SQL) can both
+speak of a server's state without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One server's replication state, as `mysql.observe` reads it and `decisions/` judges it."""
+
+    read_only: bool
+    super_read_only: bool | None  # None on MariaDB, where read_only is the fence
+    gtid: str
+    source_host: str | None  # None: not configured as a replica
+    io_running: str | None
+    sql_running: str | None
+    lag: int | None
+    last_error: str
+    semi_sync_source_on: bool  # the source is waiting for acknowledgements
+    semi_sync_replica_on: bool
+    retrieved: str = ""  # transactions received into the relay log (applied or not)
+    origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): the name of its own transactions
+    io_errno: int = 0  # 1236: the source refuses this node's GTID position (diverged history)
+
+    @property
+    def writable(self) -> bool:
+        return not self.read_only
