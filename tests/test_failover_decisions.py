@@ -234,3 +234,12 @@ def test_rto_runs_from_the_old_primarys_last_ack_to_the_first_ack_elsewhere():
     assert verdict(2.45, 0, 0, True, max_rto=3, max_lost=0).passed
     failed = verdict(None, 3, 1, False, max_rto=3, max_lost=0)
     assert not failed.passed and len(failed.reasons) == 4
+
+
+def test_a_lost_primary_back_from_a_crash_is_promoted_again_only_when_no_replica_holds_as_much():
+    back = node("mysql-0", "0-100-9", owns_data=True)  # restarted, fenced, lost nothing
+    replicas = [node(f"mysql-{i}", "0-100-9", source="mysql-0") for i in (1, 2)]
+    assert elect([back, *replicas]).candidate == "mysql-0"  # recovery after restarts: no repointing
+    assert elect([back, *replicas], avoid="mysql-0").candidate == "mysql-1"  # failover: move on
+    behind = [node(f"mysql-{i}", "0-100-7", source="mysql-0") for i in (1, 2)]
+    assert elect([back, *behind], avoid="mysql-0").candidate == "mysql-0"  # the only one holding everything

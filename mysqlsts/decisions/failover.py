@@ -104,10 +104,11 @@ def primary_lost(nodes: list[Node], primary: str | None) -> Verdict:
                          f"({', '.join(n.name for n in replicas)} confirm)")
 
 
-def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) -> Election:
+def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
+          avoid: str | None = None) -> Election:
     """The node to promote: the one holding everything any node has (so no acknowledged
     write is lost), never an errant or quarantined node, never one lagging beyond max_lag.
-    `to` forces the choice (it is still checked); lost GTIDs are reported, never hidden."""
+    `to` forces the choice (it is still checked); `avoid` loses ties; lost GTIDs are reported, never hidden."""
     excluded: dict[str, str] = {}
     errant_nodes: set[str] = set()
     eligible = []
@@ -137,10 +138,11 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None) 
     elif not eligible:
         return Election(None, "no node may be promoted", excluded=excluded, errant=frozenset(errant_nodes))
     else:
-        # Most transactions first; among equals the current source of the others (no repointing
-        # of anything), then the lowest ordinal for a stable answer.
+        # Most transactions first; among equals not `avoid` (a lost primary back from a crash),
+        # then the current source of the others (no repointing), then the lowest ordinal.
         sources = {n.source for n in nodes if n.source}
-        chosen = max(eligible, key=lambda n: (n.known.count(), n.name in sources, -_ordinal(n.name)))
+        chosen = max(eligible, key=lambda n: (n.known.count(), n.name != avoid, n.name in sources,
+                                              -_ordinal(n.name)))
     lost = {}
     for n in nodes:
         if n.name == chosen.name or n.known is None:

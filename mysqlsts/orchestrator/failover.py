@@ -128,12 +128,16 @@ class Roles:
         # receiver takes anything more from it, so it can neither commit nor be acknowledged.
         if old in by_name and by_name[old].state is None and not recovering:
             progress(f"{old} does not answer: fencing it by force (it can only come back fenced)")
-            self.cluster.platform.kill_server(old)
+            try:
+                self.cluster.platform.kill_server(old)
+            except OperationFailed as e:  # no server to kill (restarting), or its node is gone
+                progress(f"{e.problems[0]}; the stopped receivers and semi-sync fence it instead")
         receivers = [by_name[n.name] for n in nodes if n.reachable and n.source is not None and n.name != old]
         with ThreadPoolExecutor(max_workers=max(1, len(receivers))) as pool:
             list(pool.map(self.stop_receiving, receivers))
         views, nodes = self.look()
-        election = elect(nodes, self.settings["maxLagSeconds"], to)
+        # A lost primary that restarted meanwhile is promoted again only when no other node can be.
+        election = elect(nodes, self.settings["maxLagSeconds"], to, avoid=None if recovering else old)
         report: dict[str, Any] = {"operation": "failover", "from": old, "to": election.candidate,
                                   "reason": election.reason, "excluded": election.excluded, "lost": election.lost}
         if election.candidate is None:
