@@ -12,6 +12,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+import pymysql
+
 from mysqlsts import __version__
 from mysqlsts.errors import BadInput, MysqlstsError
 
@@ -176,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mysqlsts {args.command}: interrupted", file=sys.stderr)
         return 130
+    except pymysql.MySQLError as e:  # a server that went away under a step: one line, not a traceback
+        print(f"mysqlsts {args.command}: database error: {describe_sql_error(e)}", file=sys.stderr)
+        return 1
+
+
+def describe_sql_error(e: Exception) -> str:
+    code, *rest = e.args or ("",)
+    return f"{code} {rest[0]}" if rest else str(code)
 
 
 if __name__ == "__main__":

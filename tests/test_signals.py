@@ -44,3 +44,24 @@ def test_sigterm_runs_the_commands_cleanup_and_exits_like_ctrl_c(tmp_path):
             proc.kill()
     assert marker.read_text() == "released"
     assert proc.returncode == 130 and err.strip() == "mysqlsts bootstrap: interrupted"
+
+
+def test_a_server_that_goes_away_under_a_command_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import argparse
+
+    import pymysql
+
+    from mysqlsts import cli
+
+    def refused(args):
+        raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server on 'mysql-primary' (111)")
+
+    def parser():
+        p = argparse.ArgumentParser()
+        p.set_defaults(handler=refused, command="drill")
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert cli.main([]) == 1
+    err = capsys.readouterr().err
+    assert err == "mysqlsts drill: database error: 2003 Can't connect to MySQL server on 'mysql-primary' (111)\n"

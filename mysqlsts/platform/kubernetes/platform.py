@@ -291,8 +291,10 @@ class KubernetesPlatform:
             code = ws.returncode
             ws.close()
         except Exception as e:  # the exec channel: API errors, a websocket refused, a node gone
-            raise OperationFailed(f"{name}: could not send SIG{signal} to its server: {str(e).splitlines()[0]}") \
-                from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "unable to upgrade connection:" in reason:  # the kubelet's answer, wrapped by the client
+                reason = reason.split("unable to upgrade connection:", 1)[1].strip(" '\"")
+            raise OperationFailed(f"{name}: could not send SIG{signal} to its server: {reason}") from None
         if code != 0:
             raise OperationFailed(f"{name}: could not send SIG{signal} to its server: {said or f'exit {code}'}")
 
