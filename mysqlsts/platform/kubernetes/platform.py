@@ -105,7 +105,7 @@ class KubernetesPlatform:
 
     @contextmanager
     def drill_lock(self):
-        """One drill at a time, and no switchover or failover by hand while it runs."""
+        """One drill at a time. Switchover and failover by hand do not take it (yet): see docs/drills.md."""
         with self._lease(f"{self.name}-mysqlsts-drill", LOCK_SECONDS, "drill"):
             yield
 

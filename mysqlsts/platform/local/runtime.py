@@ -87,7 +87,7 @@ class LocalPlatform:
 
     @contextmanager
     def drill_lock(self):
-        """One drill at a time, and no switchover or failover by hand while it runs."""
+        """One drill at a time. Switchover and failover by hand do not take it (yet): see docs/drills.md."""
         with self._flock(".drill.lock", "drill"):
             yield
 
