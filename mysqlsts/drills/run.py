@@ -131,7 +131,10 @@ class Drill:
             progress(f"injecting {self.fault} on the primary {old}")
             fault_at = time.monotonic()
             if self.fault == "switchover":
-                Roles(cluster).switchover()
+                # Under the cluster lock, as `mysqlsts switchover` runs: a controller that looks while the
+                # old primary is fenced and the new one not yet writable must not fail over meanwhile.
+                with platform.lock():
+                    Roles(cluster).switchover()
             else:
                 undo = platform.inject(old, self.fault)
             rejoined = self.wait_rejoin(old, fault_at, sampler)
