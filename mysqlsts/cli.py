@@ -16,6 +16,7 @@ import pymysql
 
 from mysqlsts import __version__
 from mysqlsts.errors import BadInput, MysqlstsError
+from mysqlsts.model import ServerError
 
 
 def _values_options(p: argparse.ArgumentParser) -> None:
@@ -180,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except pymysql.MySQLError as e:  # a server that went away under a step: one line, not a traceback
         print(f"mysqlsts {args.command}: database error: {describe_sql_error(e)}", file=sys.stderr)
+        return 1
+    except ServerError as e:
+        print(f"mysqlsts {args.command}: database error: {e}", file=sys.stderr)
         return 1
 
 

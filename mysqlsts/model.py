@@ -30,3 +30,13 @@ class ServerState:
     @property
     def writable(self) -> bool:
         return not self.read_only
+
+
+class ServerError(Exception):
+    """A server did not answer, or refused a statement: the database seam's one error."""
+
+    def __init__(self, host: str, message: str, code: int = 0):
+        self.host = host
+        self.message = message
+        self.code = code  # the server's error number, 0 when it never answered
+        super().__init__(f"{host}: {message}")

@@ -374,7 +374,7 @@ def executed_by_actions() -> tuple[list[tuple[str, str]], observe.ServerState]:
     for semi in (True, False):
         actions.become_source(conn, m, semi)
         actions.replicate_from(conn, m, "mysql-0.mysql", 3306, "repl", "secret", semi)
-    actions.write_probe(conn, "mysqlsts.canary")
+    actions.write_probe(conn)
     state = observe.observe(conn, m)
     return [("executed", sql) for sql in conn.statements], state
 

@@ -65,6 +65,19 @@ def errant(node: Node, others: list[Node]) -> Gtids | None:
     return extra or None
 
 
+def unknown_to(node: Node, primary: Node) -> Gtids | None:
+    """What a node holds that the primary it is to follow has never seen: errant transactions,
+    which replication would refuse or, worse, skip. None when it may follow the primary."""
+    if node.executed is None or primary.known is None or primary.known.contains(node.executed):
+        return None
+    return node.executed.minus(primary.known)
+
+
+def diverged(nodes: list[Node]) -> list[str]:
+    """Nodes whose source refused their GTID position (error 1236) and are not quarantined yet."""
+    return [n.name for n in nodes if n.diverged and not n.quarantined]
+
+
 def silent_owners(nodes: list[Node], primary: str | None) -> list[str]:
     """Nodes that hold data but do not answer, the lost primary aside. Semi-sync needs one replica's
     acknowledgement, so a silent replica may be the only one holding acknowledged writes: no election

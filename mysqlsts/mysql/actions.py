@@ -126,6 +126,16 @@ def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str,
             f"SET GLOBAL {flavor.semi_sync_replica_var} = {on}", flavor.start_replica_sql)
 
 
-def write_probe(conn, table: str) -> None:
+CANARY_TABLE = "mysqlsts.canary"
+
+
+def create_canary_table(conn) -> None:
+    execute(conn, "CREATE DATABASE IF NOT EXISTS mysqlsts",
+            f"CREATE TABLE IF NOT EXISTS {CANARY_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
+
+
+def write_probe(conn) -> None:
     """One acknowledged write: what "the primary takes writes again" means."""
-    execute(conn, f"INSERT INTO {table} (token) VALUES (%s)", args=(f"probe-{time.time_ns()}",))
+    create_canary_table(conn)
+    execute(conn, f"INSERT INTO {CANARY_TABLE} (token) VALUES (%s)", args=(f"probe-{time.time_ns()}",))

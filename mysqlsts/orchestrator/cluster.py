@@ -18,11 +18,13 @@ from mysqlsts import flavors
 from mysqlsts.chart.render import semi_sync_on
 from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, verify_checks
 from mysqlsts.errors import OperationFailed
-from mysqlsts.mysql.observe import connect, observe
+from mysqlsts.model import ServerError
+from mysqlsts.mysql.actions import CANARY_TABLE, create_canary_table
+from mysqlsts.mysql.observe import connect
+from mysqlsts.mysql.server import Servers, SqlServers
 from mysqlsts.output import progress
 from mysqlsts.platform.base import Platform
 
-CANARY_TABLE = "mysqlsts.canary"
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
 PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
 DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS's kubernetes plugin default)
@@ -36,12 +38,6 @@ def resolve(name: str) -> str | None:
         return None
 
 
-def create_canary_table(cur) -> None:
-    cur.execute("CREATE DATABASE IF NOT EXISTS mysqlsts")
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {CANARY_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                "token CHAR(32) NOT NULL, written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
-
-
 class RoleSteps(Protocol):
     """Role changes a lifecycle step needs midway (recover a fenced primary, switch away from one).
     They speak SQL to every pod, so the commands layer, which knows where that can run, supplies them."""
@@ -52,13 +48,21 @@ class RoleSteps(Protocol):
 
 class Cluster:
     def __init__(self, platform: Platform, values: dict[str, Any], passwords: dict[str, str] | None = None,
-                 steps: RoleSteps | None = None):
+                 steps: RoleSteps | None = None, servers: Servers | None = None):
         self.platform = platform
         self.values = values
         self._passwords = passwords
         self.steps = steps
         self.flavor = flavors.get(values["flavor"])
         self.port = values["mysql"]["port"]
+        self._servers = servers
+
+    @property
+    def servers(self) -> Servers:
+        """The database seam role changes go through (pymysql unless a test hands in a fake)."""
+        if self._servers is None:
+            self._servers = SqlServers(self.flavor, self.port, self.passwords)
+        return self._servers
 
     @property
     def passwords(self) -> dict[str, str]:
@@ -86,10 +90,10 @@ class Cluster:
             state, error = None, ""
             if pod.running:
                 try:
-                    with self.connect(pod.fqdn, timeout, read_timeout) as conn:
-                        state = observe(conn, self.flavor)
-                except pymysql.MySQLError as e:
-                    error = str(e.args[-1]) if e.args else str(e)
+                    with self.servers.operator(pod.fqdn, timeout, read_timeout) as server:
+                        state = server.state()
+                except ServerError as e:
+                    error = e.message
             return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                            running=pod.running, ready=pod.ready, state=state, error=error,
                            quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label)
@@ -174,7 +178,7 @@ class Cluster:
         token = uuid.uuid4().hex
         try:
             with self.connect_client(self.platform.primary_fqdn()) as conn, conn.cursor() as cur:
-                create_canary_table(cur)
+                create_canary_table(conn)
                 cur.execute(f"DELETE FROM {CANARY_TABLE} WHERE written_at < NOW() - INTERVAL 1 DAY")
                 cur.execute(f"INSERT INTO {CANARY_TABLE} (token) VALUES (%s)", (token,))
         except pymysql.MySQLError as e:

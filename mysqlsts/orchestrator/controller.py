@@ -1,7 +1,7 @@
-"""Automatic failover: every check interval, observe every node and let
-mysqlsts.decisions.failover say whether the primary is lost. One line per
-decision, with its reason; after a failover, further ones are blocked for a
-while so a flapping node cannot bounce the primary around."""
+"""The controller: every check interval, observe every node, let mysqlsts.decisions.cluster
+name the cluster's state and the one action it needs, and do that action. One JSON line per
+action or change of reason; after a failover, further ones are blocked for a while so a
+flapping node cannot bounce the primary around."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mysqlsts.decisions.failover import primary_lost
-from mysqlsts.decisions.topology import stale_role_labels
+from mysqlsts.decisions.cluster import Action, Decision, Memory, State, decide
+from mysqlsts.decisions.failover import Node
+from mysqlsts.decisions.topology import PodView, stale_role_labels
 from mysqlsts.errors import OperationFailed
-from mysqlsts.mysql import actions
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.orchestrator.failover import Roles
 
@@ -40,7 +40,7 @@ class Controller:
         self.blocked_until = 0.0
         self.last_reason = ""
         self.stopping = False
-        self.strays: set[str] = set()
+        self.strays: frozenset[str] = frozenset()
         # Touched after every check: the Deployment's probes tell a hung loop by its age.
         self.heartbeat: Path | None = None
 
@@ -64,92 +64,65 @@ class Controller:
             self.heartbeat.touch()
 
     def tick(self) -> None:
+        """Observe, decide, act: one action per check, then look again."""
         views, nodes = self.roles.look()
         platform = self.cluster.platform
-        writable = [n.name for n in nodes if n.reachable and n.writable]
         recorded = platform.recorded_primary()
-        if len(writable) > 1:
-            self.fence_extra(views, writable, recorded)
+        memory = Memory(self.strays, max(0.0, self.blocked_until - time.monotonic()))
+        decision = decide(nodes, recorded, memory, tuple(stale_role_labels(views, recorded)), self.auto_reclone)
+        self.strays = decision.strays
+        self.act(decision, views, nodes, recorded)
+
+    def act(self, decision: Decision, views: list[PodView], nodes: list[Node], recorded: str | None) -> None:
+        platform = self.cluster.platform
+        action, pod, reason = decision.action, decision.pod, decision.reason
+        if action in (Action.NONE, Action.WAIT, Action.BLOCKED):
+            said = f"{action.value}: {reason}"
+            if action is not Action.NONE and said != self.last_reason:
+                event = {Action.WAIT: "split-brain" if decision.state is State.SPLIT_BRAIN else "waiting",
+                         Action.BLOCKED: "blocked"}[action]
+                self.log(event, state=decision.state.value, reason=reason)
+            self.last_reason = said if action is not Action.NONE else ""
             return
-        if any(n.diverged and not n.quarantined for n in nodes):
-            for name in self.roles.quarantine_diverged(wait=0, seen=(views, nodes)):
-                self.log("quarantining", pod=name, reason="its source refuses its GTID position (error 1236): errant")
-        verdict = primary_lost(nodes, recorded)
-        if not verdict.act:
-            if verdict.reason != self.last_reason and not writable:
-                self.log("waiting", reason=verdict.reason)
-            self.last_reason = verdict.reason if not writable else ""
-            if writable == [recorded]:
-                self.rejoin_strays(views, nodes, recorded)
-                stale = stale_role_labels(views, recorded)
-                if stale:  # a re-created pod carries the template's label: publish again, at once
-                    self.log("republishing", pods=stale, primary=recorded, reason="role labels out of date")
-                    platform.set_primary(recorded)
-            if self.auto_reclone:
-                self.reclone_quarantined(views)
-            return
-        now = time.monotonic()
-        if now < self.blocked_until:
-            if self.last_reason != "blocked":
-                self.log("blocked", reason=f"{verdict.reason}; failover blocked for another "
-                                      f"{self.blocked_until - now:.0f}s after the last one")
-                self.last_reason = "blocked"
-            return
-        self.log("failing-over", reason=verdict.reason, primary=recorded)
+        self.last_reason = ""
+        view = next((v for v in views if v.name == pod), None)
+        if action is Action.FENCE:
+            with self.roles.server(view) as server:
+                server.fence(0)
+            self.log("fenced", pod=pod, reason=reason)
+        elif action is Action.QUARANTINE:
+            self.log("quarantining", pod=pod, reason=reason)
+            if view is not None and view.state is not None and view.state.source_host:
+                with self.roles.server(view) as server:
+                    server.stop_replicating()
+            platform.quarantine(pod, f"errant transactions: {reason}")
+        elif action is Action.REJOIN:
+            self.log("rejoining", pod=pod, reason=reason)
+            self.roles.repoint(view, next(v for v in views if v.name == decision.source))
+        elif action is Action.PUBLISH:
+            self.log("republishing", pods=stale_role_labels(views, recorded), primary=recorded, reason=reason)
+            platform.set_primary(recorded)
+        elif action is Action.RECLONE:
+            self.log("recloning", pod=pod, reason=reason)
+            try:
+                with platform.lock():
+                    self.cluster.reclone(pod, timeout=600)
+                self.log("recloned", pod=pod)
+            except OperationFailed as e:
+                self.log("reclone-failed", pod=pod, reason="; ".join(e.problems))
+        elif action is Action.FAILOVER:
+            self.fail_over(reason, recorded, views, nodes)
+
+    def fail_over(self, reason: str, recorded: str | None, views: list[PodView], nodes: list[Node]) -> None:
+        self.log("failing-over", reason=reason, primary=recorded)
         try:
-            with platform.lock():
+            with self.cluster.platform.lock():
                 report = self.roles.failover(old=recorded, seen=(views, nodes))
         except OperationFailed as e:
             self.log("failover-refused", reason="; ".join(e.problems))
-            self.last_reason = ""
             return
         self.blocked_until = time.monotonic() + self.block_seconds
-        self.last_reason = ""
         self.log("failed-over", **report)
-
-    def rejoin_strays(self, views, nodes, primary: str) -> None:
-        """A fenced node that follows no one (or someone else) for two checks in a row is pointed at
-        the primary, or quarantined when it holds transactions the primary lacks. Its sidecar does the
-        same when its server restarts; this catches what that misses."""
-        by_name = {n.name: n for n in nodes}
-        strays = {n.name for n in nodes if n.reachable and not n.writable and not n.quarantined and not n.diverged
-                  and n.source != primary}
-        for name in strays & self.strays:
-            node, source = by_name[name], by_name[primary]
-            view = next(v for v in views if v.name == name)
-            if node.executed is not None and source.known is not None and not source.known.contains(node.executed):
-                reason = f"holds {node.executed.minus(source.known)} that {primary} lacks"
-                self.log("quarantining", pod=name, reason=reason)
-                self.cluster.platform.quarantine(name, f"errant transactions: {reason}")
-                continue
-            self.log("rejoining", pod=name, reason=f"fenced and following {node.source or 'no one'}; "
-                                                   f"{primary} is the primary")
-            self.roles.repoint(view, next(v for v in views if v.name == primary))
-        self.strays = strays
-
-    def fence_extra(self, views, writable: list[str], recorded: str | None) -> None:
-        """Two writable nodes must never last: keep the recorded primary, fence the rest."""
-        keep = recorded if recorded in writable else None
-        if keep is None:
-            self.log("split-brain", writable=writable, reason="no recorded primary among them; fencing none")
-            return
-        for view in views:
-            if view.name in writable and view.name != keep:
-                with self.roles.sql(view) as conn:
-                    actions.fence(conn, self.cluster.flavor, 0)
-                self.log("fenced", pod=view.name, reason=f"writable besides the recorded primary {keep}")
-
-    def reclone_quarantined(self, views) -> None:
-        for v in views:
-            if v.quarantined:
-                self.log("recloning", pod=v.name,
-                         reason="quarantined (errant transactions); controller.autoReclone is on")
-                try:
-                    with self.cluster.platform.lock():
-                        self.cluster.reclone(v.name, timeout=600)
-                    self.log("recloned", pod=v.name)
-                except OperationFailed as e:
-                    self.log("reclone-failed", pod=v.name, reason="; ".join(e.problems))
 
 
 def main_loop(cluster: Cluster) -> int:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
-import pymysql
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mysqlsts.chart.render import semi_sync_on
@@ -17,6 +17,7 @@ from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import (
     Election,
     Node,
+    diverged,
     elect,
     errant,
     silent_owners,
@@ -26,11 +27,10 @@ from mysqlsts.decisions.failover import (
 from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
-from mysqlsts.mysql import actions
-from mysqlsts.orchestrator.cluster import CANARY_TABLE, Cluster, create_canary_table
+from mysqlsts.model import ServerError
+from mysqlsts.mysql.server import Server
+from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.output import progress
-
-REPLICATION_USER = "repl"
 
 
 def node_of(view: PodView, flavor: Flavor) -> Node:
@@ -66,9 +66,9 @@ class Roles:
                  if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor) for v in views]
 
-    def sql(self, view: PodView, wait: float = 0.0):
-        """A connection to one node; `wait`: seconds a statement on it may block (GTID waits)."""
-        return self.cluster.connect(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5)
+    def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
+        """One node, through the database seam; `wait`: seconds a statement on it may block (GTID waits)."""
+        return self.cluster.servers.operator(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5)
 
     # -- planned -------------------------------------------------------------------------------
 
@@ -85,18 +85,16 @@ class Roles:
         old, new = by_name[primary], by_name[election.candidate]
         progress(f"switchover {primary} -> {new.name}: fencing {primary}")
         started = time.monotonic()
-        with self.sql(old) as conn:
-            killed = actions.fence(conn, self.flavor, self.settings["fenceGraceSeconds"])
-            with conn.cursor() as cur:
-                cur.execute(self.flavor.gtid_executed_sql)
-                final = (cur.fetchone()[0] or "").replace("\n", "")
+        with self.server(old) as server:
+            killed = server.fence(self.settings["fenceGraceSeconds"])
+            final = server.executed()
         if killed:
             progress(f"killed {len(killed)} connection(s) still writing on {primary} after the grace period")
         progress(f"{new.name}: applying up to {final or '(nothing)'}")
-        with self.sql(new, wait=self.settings["applyTimeoutSeconds"]) as conn:
-            if not actions.wait_applied(conn, self.flavor, final, self.settings["applyTimeoutSeconds"]):
-                with self.sql(old) as back:
-                    actions.unfence(back, self.flavor)
+        with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
+            if not server.wait_applied(final, self.settings["applyTimeoutSeconds"]):
+                with self.server(old) as back:
+                    back.unfence()
                 raise OperationFailed(f"{new.name} did not apply {primary}'s transactions within "
                                       f"{self.settings['applyTimeoutSeconds']}s; {primary} is writable again")
         self.promote(new, views, excluded=errant_only(election))
@@ -152,9 +150,8 @@ class Roles:
         by_name = {v.name: v for v in views}
         new = by_name[election.candidate]
         chosen = next(n for n in nodes if n.name == new.name)
-        with self.sql(new, wait=self.settings["applyTimeoutSeconds"]) as conn:
-            if not actions.wait_applied(conn, self.flavor, str(chosen.known or ""),
-                                        self.settings["applyTimeoutSeconds"]):
+        with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
+            if not server.wait_applied(str(chosen.known or ""), self.settings["applyTimeoutSeconds"]):
                 raise OperationFailed(f"{new.name} did not apply its relay log within "
                                       f"{self.settings['applyTimeoutSeconds']}s")
         self.promote(new, views, excluded=errant_only(election))
@@ -181,56 +178,53 @@ class Roles:
 
     def promote(self, new: PodView, views: list[PodView], excluded: dict[str, str]) -> None:
         """Candidate becomes the source of everyone (still fenced), then writable, then published."""
-        flavor, semi = self.flavor, semi_sync_on(self.cluster.values)
-        with self.sql(new) as conn:
-            actions.become_source(conn, flavor, semi)
+        semi = semi_sync_on(self.cluster.values)
+        with self.server(new) as server:
+            server.become_source(semi)
         for v in views:
             if v.name == new.name or v.state is None:
                 continue
             if v.name in excluded:
                 progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
                 self.cluster.platform.quarantine(v.name, excluded[v.name])
-                with self.sql(v) as conn:
-                    actions.fence(conn, flavor, 0)
-                    actions.execute(conn, flavor.stop_replica_sql)
+                with self.server(v) as server:
+                    server.fence(0)
+                    server.stop_replicating()
                 continue
             self.repoint(v, new)
-        with self.sql(new) as conn:
-            actions.unfence(conn, flavor)
+        with self.server(new) as server:
+            server.unfence()
         self.cluster.platform.set_primary(new.name)
         self.quarantine_diverged()
 
     def stop_receiving(self, view: PodView) -> None:
-        with self.sql(view, wait=30) as conn:
-            actions.stop_receiving(conn, self.flavor)
+        with self.server(view, wait=30) as server:
+            server.stop_receiving()
 
     def repoint(self, view: PodView, source: PodView) -> None:
         """Fence a node and make it replicate from `source` with GTID auto-position."""
-        with self.sql(view) as conn:
-            actions.fence(conn, self.flavor, 0)
-            actions.replicate_from(conn, self.flavor, source.fqdn, self.cluster.port, REPLICATION_USER,
-                                   self.cluster.passwords["replicationPassword"], semi_sync_on(self.cluster.values))
+        with self.server(view) as server:
+            server.fence(0)
+            server.replicate_from(source.fqdn, semi_sync_on(self.cluster.values))
 
-    def quarantine_diverged(self, wait: float = 3.0,
-                            seen: tuple[list[PodView], list[Node]] | None = None) -> list[str]:
-        """Replicas whose source refuses their GTID position (error 1236) hold errant transactions
-        the positions could not show (MariaDB): stop them and quarantine them. `seen`: a fresh
-        observation to use instead of looking again."""
+    def quarantine_diverged(self, wait: float = 3.0) -> list[str]:
+        """After a promotion: replicas whose new source refuses their GTID position (error 1236) hold
+        errant transactions the positions could not show (MariaDB): stop them and quarantine them."""
         deadline = time.monotonic() + wait
         while True:
-            views, nodes = seen or self.look()
-            seen = None
+            views, nodes = self.look()
             settling = [n for n in nodes if n.reachable and n.source and not n.io_running and not n.diverged
                         and not n.quarantined]
             if not settling or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         done = []
-        for v, n in zip(views, nodes, strict=True):
-            if n.diverged and not n.quarantined:
+        refused = diverged(nodes)
+        for v in views:
+            if v.name in refused:
                 progress(f"{v.name}: quarantined (its source refuses its GTID position: diverged history)")
-                with self.sql(v) as conn:
-                    actions.execute(conn, self.flavor.stop_replica_sql)
+                with self.server(v) as server:
+                    server.stop_replicating()
                 self.cluster.platform.quarantine(v.name, "errant transactions: diverged GTID history (error 1236)")
                 done.append(v.name)
         return done
@@ -239,18 +233,15 @@ class Roles:
         """Seconds from `since` to the first acknowledged write through the primary name."""
         name = self.cluster.platform.primary_fqdn()
 
-        @retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.02), retry=retry_if_exception_type(pymysql.MySQLError),
+        @retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.02), retry=retry_if_exception_type(ServerError),
                reraise=True)
         def write() -> None:
-            with self.cluster.connect_client(name, timeout=1.0) as conn:
-                with conn.cursor() as cur:
-                    create_canary_table(cur)
-                actions.write_probe(conn, CANARY_TABLE)
+            self.cluster.servers.write_probe(name, timeout=1.0)
 
         try:
             write()
-        except pymysql.MySQLError as e:
-            raise OperationFailed(f"no write through {name} succeeded within {timeout:g}s: {e}") from None
+        except ServerError as e:
+            raise OperationFailed(f"no write through {name} succeeded within {timeout:g}s: {e.message}") from None
         return time.monotonic() - since
 
 

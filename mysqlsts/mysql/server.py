@@ -1,0 +1,113 @@
+"""The database seam: what the orchestrator asks of one server while it moves roles, and the
+pymysql implementation of it. Switchover, failover, recovery and the controller speak only
+through `Servers`, so they run unchanged against real servers and against the in-memory
+fake of the tests (tests/fakeservers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+import pymysql
+
+from mysqlsts.decisions import gtid
+from mysqlsts.errors import failing_as
+from mysqlsts.flavors import Flavor
+from mysqlsts.model import ServerError, ServerState
+from mysqlsts.mysql import actions
+from mysqlsts.mysql.observe import OPERATOR_USER, connect, observe
+
+REPLICATION_USER = "repl"
+
+
+class Server(Protocol):
+    """One server, reached as the operator. Every method raises ServerError when the server
+    does not answer or refuses."""
+
+    def state(self) -> ServerState: ...
+    def fence(self, grace: float) -> list[int]: ...  # read-only; kills writers left after `grace` s
+    def unfence(self) -> None: ...
+    def executed(self) -> str: ...  # its GTIDs, as the flavor writes them
+    def stop_receiving(self) -> None: ...  # the receiver only: what arrived is still applied
+    def stop_replicating(self) -> None: ...
+    def replicate_from(self, source_fqdn: str, semi_sync: bool) -> None: ...  # GTID auto-position, TLS
+    def wait_applied(self, gtids: str, timeout: float) -> bool: ...
+    def become_source(self, semi_sync: bool) -> None: ...  # stops replicating; still fenced
+
+
+class Servers(Protocol):
+    """How the orchestrator reaches servers: by a per-pod DNS name (or the primary's name)."""
+
+    def operator(self, host: str, timeout: float, read_timeout: float | None = None
+                 ) -> AbstractContextManager[Server]: ...
+    def write_probe(self, host: str, timeout: float) -> None: ...  # one write as a client: the fence holds
+
+
+class SqlServer:
+    """A Server over one pymysql connection."""
+
+    def __init__(self, conn, flavor: Flavor, port: int, replication_password: str):
+        self.conn = conn
+        self.flavor = flavor
+        self.port = port
+        self.replication_password = replication_password
+
+    def state(self) -> ServerState:
+        return observe(self.conn, self.flavor)
+
+    def fence(self, grace: float) -> list[int]:
+        return actions.fence(self.conn, self.flavor, grace)
+
+    def unfence(self) -> None:
+        actions.unfence(self.conn, self.flavor)
+
+    def executed(self) -> str:
+        with self.conn.cursor() as cur:
+            cur.execute(self.flavor.gtid_executed_sql)
+            return (cur.fetchone()[0] or "").replace("\n", "")
+
+    def stop_receiving(self) -> None:
+        actions.execute(self.conn, self.flavor.stop_receiving_sql)
+
+    def stop_replicating(self) -> None:
+        actions.execute(self.conn, self.flavor.stop_replica_sql)
+
+    def replicate_from(self, source_fqdn: str, semi_sync: bool) -> None:
+        actions.replicate_from(self.conn, self.flavor, source_fqdn, self.port, REPLICATION_USER,
+                               self.replication_password, semi_sync)
+
+    def wait_applied(self, gtids: str, timeout: float) -> bool:
+        with failing_as(gtid.GtidError):
+            return actions.wait_applied(self.conn, self.flavor, gtids, timeout)
+
+    def become_source(self, semi_sync: bool) -> None:
+        actions.become_source(self.conn, self.flavor, semi_sync)
+
+
+class SqlServers:
+    """Servers reached with pymysql; a pymysql error leaves as ServerError, with the server's words."""
+
+    def __init__(self, flavor: Flavor, port: int, passwords: dict[str, str]):
+        self.flavor = flavor
+        self.port = port
+        self.passwords = passwords
+
+    @contextmanager
+    def operator(self, host: str, timeout: float, read_timeout: float | None = None) -> Iterator[SqlServer]:
+        with as_server_error(host), connect(host, self.port, self.passwords["operatorPassword"], self.flavor,
+                                            timeout=timeout, read_timeout=read_timeout, user=OPERATOR_USER) as conn:
+            yield SqlServer(conn, self.flavor, self.port, self.passwords["replicationPassword"])
+
+    def write_probe(self, host: str, timeout: float) -> None:
+        with as_server_error(host), connect(host, self.port, self.passwords["rootPassword"], self.flavor,
+                                            timeout=timeout, user="root") as conn:
+            actions.write_probe(conn)
+
+
+@contextmanager
+def as_server_error(host: str) -> Iterator[None]:
+    try:
+        yield
+    except pymysql.MySQLError as e:
+        raise ServerError(host, str(e.args[-1]) if e.args else str(e), e.args[0] if e.args else 0) from e
