@@ -671,3 +671,82 @@ def test_a_set_made_with_ordered_ready_is_re_created_for_parallel_its_pods_kept(
     new = {"spec": {**old["spec"], "podManagementPolicy": "Parallel"}}
     assert platform_module._immutable_change(old, new)
     assert not platform_module._immutable_change(new, new)
+
+
+# -- the drill Lease: a manual switchover/failover waits for a running drill ---------------------------
+
+DRILL_LEASE = f"{LEASES}/mysql-mysqlsts-drill"
+
+
+def drill_lease(holder: str, seconds: int = 1800, version: str = "7") -> dict:
+    from datetime import UTC, datetime
+
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "mysql-mysqlsts-drill", "resourceVersion": version},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                     "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+
+
+async def hold_drill_lock(kmock, wait: float) -> None:
+    p = platform_for(kmock)
+
+    def take():
+        with p.drill_lock(wait=wait):
+            pass
+
+    await run(take)
+
+
+async def test_a_second_drill_is_refused_at_once_by_a_live_drill_lease(kmock):
+    kmock[f"get {DRILL_LEASE}"] << drill_lease("mysql-drill-28")
+    with pytest.raises(OperationFailed) as e:
+        await hold_drill_lock(kmock, wait=0)
+    (line,) = e.value.problems
+    assert line.startswith("another drill (mysql-drill-28) is working on cluster 'mysql'; its lock expires at ")
+    assert len(list(kmock["get"])) == 1
+
+
+async def test_waiting_on_a_live_drill_lease_retries_then_refuses_naming_its_holder(kmock, capsys):
+    kmock[f"get {DRILL_LEASE}"] << (lambda: ok(drill_lease("mysql-drill-28")))
+    with pytest.raises(OperationFailed) as e:
+        await hold_drill_lock(kmock, wait=0.4)
+    (line,) = e.value.problems
+    assert line.startswith("another drill (mysql-drill-28) is working on cluster 'mysql'; "
+                           "waited 0.4s for it to finish; its lock expires at ")
+    assert len(list(kmock["get"])) > 2  # asked again while waiting
+    assert not list(kmock["post"]) and not list(kmock["put"]) and not list(kmock["delete"])
+    assert "waiting for the running drill (mysql-drill-28) to finish (up to 0.4s)" in capsys.readouterr().err
+
+
+async def test_a_drill_lease_released_during_the_wait_is_taken_and_released(kmock, capsys):
+    answers = iter([ok(drill_lease("mysql-drill-28"))] * 3)
+    kmock[f"get {DRILL_LEASE}"] << (lambda: next(answers, status(404, "no lease")))
+    kmock[f"post {LEASES}"] << (lambda request: request.data)
+    kmock[f"delete {DRILL_LEASE}"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    await hold_drill_lock(kmock, wait=10)
+    assert len(list(kmock["get"])) == 4
+    (create,) = list(kmock["post"])
+    assert create.data["metadata"]["name"] == "mysql-mysqlsts-drill"
+    assert create.data["spec"]["holderIdentity"] not in ("", "mysql-drill-28")
+    assert len(list(kmock["delete"])) == 1
+    assert "waiting for the running drill (mysql-drill-28) to finish" in capsys.readouterr().err
+
+
+async def test_a_drill_that_dies_during_the_wait_is_taken_over_when_its_lease_expires(kmock):
+    stale = drill_lease("dead-drill", seconds=1)  # renewed now, never again
+    kmock[f"get {DRILL_LEASE}"] << (lambda: ok(stale))
+    kmock[f"put {DRILL_LEASE}"] << (lambda request: request.data)
+    kmock[f"delete {DRILL_LEASE}"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    await hold_drill_lock(kmock, wait=10)
+    (replace,) = list(kmock["put"])
+    assert replace.data["metadata"]["resourceVersion"] == "7"
+    assert replace.data["spec"]["holderIdentity"] != "dead-drill"
+
+
+async def test_losing_the_race_for_a_freed_drill_lease_is_retried_while_waiting(kmock):
+    kmock[f"get {DRILL_LEASE}"] << (lambda: status(404, "no lease"))
+    creates = iter([status(409, "leases.coordination.k8s.io already exists")])
+    kmock[f"post {LEASES}"] << (lambda request: next(creates, ok(request.data)))
+    kmock[f"delete {DRILL_LEASE}"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+    await hold_drill_lock(kmock, wait=10)
+    assert len(list(kmock["post"])) == 2 and len(list(kmock["delete"])) == 1

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import re
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -239,12 +239,38 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def role_change_locks(platform, args: argparse.Namespace):
+    """What a manual switchover or failover holds: first the drill lock, waiting up to --timeout for a
+    running drill (changing the primary under it would make its figures mean nothing), then the cluster
+    lock; the order a drill takes them in, so neither waits on the other. A step run for a caller that
+    holds the cluster lock (a lifecycle command's role change) takes neither. The controller's automatic
+    failover and a drill's own switchover call Roles directly and never come here."""
+    if getattr(args, "caller_holds_lock", False):
+        return nullcontext()
+    return _drill_then_cluster_lock(platform, args.timeout)
+
+
+@contextmanager
+def _drill_then_cluster_lock(platform, wait: float):
+    with platform.drill_lock(wait=wait), platform.lock():
+        yield
+
+
+def _role_change_job(args: argparse.Namespace) -> tuple[list[str], float]:
+    """The in-cluster command's own --timeout (its wait for a drill), and the Job's deadline: that wait
+    plus the operation's --timeout, so a drill that outlasts the wait ends in the command's refusal,
+    not in the Job's deadline."""
+    wait = 0.0 if args.caller_holds_lock else args.timeout
+    return ["--timeout", f"{args.timeout:g}"], wait + args.timeout
+
+
 def switchover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    remote = ["switchover", *(["--to", args.to] if args.to else []),
+    timeout_flag, job_timeout = _role_change_job(args)
+    remote = ["switchover", *(["--to", args.to] if args.to else []), *timeout_flag,
               *(["--caller-holds-lock"] if args.caller_holds_lock else [])]
-    report = in_cluster(platform, cluster.values, remote, args.timeout, lambda: Roles(cluster).switchover(args.to),
-                        guard=locked(platform, args))
+    report = in_cluster(platform, cluster.values, remote, job_timeout, lambda: Roles(cluster).switchover(args.to),
+                        guard=role_change_locks(platform, args))
     return print_report(report, args)
 
 
@@ -252,7 +278,9 @@ def failover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     flags = {"--force": args.force, "--if-no-primary": args.if_no_primary,
              "--caller-holds-lock": args.caller_holds_lock}
-    remote = ["failover", *(["--to", args.to] if args.to else []), *(f for f, on in flags.items() if on)]
+    timeout_flag, job_timeout = _role_change_job(args)
+    remote = ["failover", *(["--to", args.to] if args.to else []), *timeout_flag,
+              *(f for f, on in flags.items() if on)]
 
     def here() -> dict[str, Any]:
         roles = Roles(cluster)
@@ -260,8 +288,8 @@ def failover_cmd(args: argparse.Namespace) -> int:
             return roles.recover() or {"operation": "none", "reason": "a writable primary answers"}
         return roles.failover(args.to, args.force)
 
-    return print_report(in_cluster(platform, cluster.values, remote, args.timeout, here,
-                                   guard=locked(platform, args)), args)
+    return print_report(in_cluster(platform, cluster.values, remote, job_timeout, here,
+                                   guard=role_change_locks(platform, args)), args)
 
 
 def controller_cmd(args: argparse.Namespace) -> int:

@@ -40,6 +40,14 @@ SIGNAL_SERVER = ["bash", "/opt/mysqlsts/scripts/signal-server.sh"]
 EXEC_SECONDS = 10
 
 
+class _Held(OperationFailed):
+    """The Lease is another live holder's: `message` names it, `detail` follows any waiting note."""
+
+    def __init__(self, message: str, detail: str, holder: str):
+        super().__init__(message + detail)
+        self.message, self.detail, self.holder = message, detail, holder
+
+
 def in_cluster() -> bool:
     return "KUBERNETES_SERVICE_HOST" in os.environ and TOKEN_FILE.is_file()
 
@@ -104,9 +112,13 @@ class KubernetesPlatform:
             yield
 
     @contextmanager
-    def drill_lock(self):
-        """One drill at a time. Switchover and failover by hand do not take it (yet): see docs/drills.md."""
-        with self._lease(f"{self.name}-mysqlsts-drill", LOCK_SECONDS, "drill"):
+    def drill_lock(self, wait: float = 0.0):
+        """One drill at a time: a Lease that expires if its holder dies. A drill takes it without waiting
+        (a second drill is refused at once); `mysqlsts switchover` and `failover` by hand take it with
+        `wait` (their --timeout) before the cluster lock, so they wait for a running drill, then refuse
+        naming it: see docs/drills.md. The controller's automatic failover and the drill's own switchover
+        fault never take it."""
+        with self._lease(f"{self.name}-mysqlsts-drill", LOCK_SECONDS, "drill", wait):
             yield
 
     @contextmanager
@@ -116,26 +128,26 @@ class KubernetesPlatform:
             yield renew
 
     @contextmanager
-    def _lease(self, name: str, seconds: int, what: str):
+    def _lease(self, name: str, seconds: int, what: str, wait: float = 0.0):
+        """Hold the Lease `name`; while another live holder has it (or wins a race for it), retry for
+        up to `wait` seconds, then refuse naming that holder. A holder that stopped renewing is taken over."""
         holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        now = datetime.now(UTC)
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "labels": selector({"name": self.name})},
-                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
-                          "acquireTime": _micro(now), "renewTime": _micro(now)}}
-        current = self.api.get("Lease", name)
-        if current is None:
-            held = self._take(lambda: self.api.create(lease), what)
-        else:
-            spec = current.get("spec") or {}
-            renewed = _parse_time(spec.get("renewTime"))
-            expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
-            if spec.get("holderIdentity") and expires and now < expires:
-                raise OperationFailed(f"another {what} ({spec['holderIdentity']}) is working on cluster "
-                                      f"{self.name!r}; its lock expires at {expires}")
-            lease["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            held = self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
-                                                    what=f"taking over the expired lock {name}"), what)
+        deadline = time.monotonic() + wait
+        waiting = False
+        while True:
+            try:
+                held = self._acquire(name, seconds, what, holder)
+                break
+            except _Held as e:
+                if wait <= 0:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OperationFailed(f"{e.message}; waited {wait:g}s for it to finish{e.detail}") from e
+                if not waiting:
+                    progress(f"waiting for the running {what}{e.holder} to finish (up to {wait:g}s)")
+                    waiting = True
+                time.sleep(min(self.poll_interval, left))
 
         def renew() -> None:
             nonlocal held
@@ -149,13 +161,33 @@ class KubernetesPlatform:
         finally:
             self.api.delete("Lease", name)
 
+    def _acquire(self, name: str, seconds: int, what: str, holder: str) -> dict[str, Any]:
+        """One attempt at the Lease: create it, or take it over once its holder stopped renewing."""
+        now = datetime.now(UTC)
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": name, "labels": selector({"name": self.name})},
+                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                          "acquireTime": _micro(now), "renewTime": _micro(now)}}
+        current = self.api.get("Lease", name)
+        if current is None:
+            return self._take(lambda: self.api.create(lease), what)
+        spec = current.get("spec") or {}
+        renewed = _parse_time(spec.get("renewTime"))
+        expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
+        if spec.get("holderIdentity") and expires and now < expires:
+            raise _Held(f"another {what} ({spec['holderIdentity']}) is working on cluster {self.name!r}",
+                        f"; its lock expires at {expires}", f" ({spec['holderIdentity']})")
+        lease["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
+                                                what=f"taking over the expired lock {name}"), what)
+
     def _take(self, attempt, what: str) -> dict[str, Any]:
         try:
             result = attempt()
         except OperationFailed as e:
             if "conflict" in str(e):
-                raise OperationFailed(f"another {what} took the lock on cluster {self.name!r} "
-                                      "first; try again when it is done") from e
+                raise _Held(f"another {what} took the lock on cluster {self.name!r} first",
+                            "; try again when it is done", "") from e
             raise
         return result if isinstance(result, dict) else self.api.client.sanitize_for_serialization(result)
 

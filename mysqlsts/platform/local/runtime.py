@@ -19,6 +19,7 @@ from mysqlsts import flavors
 from mysqlsts.chart import secrets
 from mysqlsts.chart.render import Names
 from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.output import progress
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.local import netns, procs
 from mysqlsts.platform.local.dns import ClusterDNS
@@ -28,6 +29,15 @@ from mysqlsts.state import read_json, write_atomic, write_json
 SUPERVISOR = "mysqlsts.platform.local.supervisor"
 CONTROLLER = "mysqlsts controller"
 FIRST_HOST, LAST_HOST = 10, 250
+
+
+def _flock_holder(path: Path) -> str:
+    """" (pid N)" for the process an flock file names, or "" when it names none (yet)."""
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 class LocalPlatform:
@@ -70,14 +80,36 @@ class LocalPlatform:
         write_json(self.layout.cluster_file, cluster)
 
     @contextmanager
-    def _flock(self, file: str, holder: str):
+    def _flock(self, file: str, what: str, wait: float = 0.0):
+        """An flock on `file`, the holder's pid written in it while held; when another process holds
+        it, wait up to `wait` seconds for it to let go, then refuse naming that holder."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        with open(self.layout.root / file, "w") as f:
+        path = self.layout.root / file
+        with open(path, "a+") as f:  # not "w": that would erase the holder's pid before we hold the lock
+            deadline = time.monotonic() + wait
+            waiting = False
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = _flock_holder(path)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        waited = f"; waited {wait:g}s for it to finish" if wait > 0 else ""
+                        raise OperationFailed(f"another {what}{holder} is working on cluster {self.name!r}{waited}") \
+                            from None
+                    if not waiting:
+                        progress(f"waiting for the running {what}{holder} to finish (up to {wait:g}s)")
+                        waiting = True
+                    time.sleep(min(self.poll_interval * 4, left))
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OperationFailed(f"another {holder} is working on cluster {self.name!r}") from None
-            yield
+                yield
+            finally:
+                f.truncate(0)  # still held: a waiter never names a holder that is gone
 
     @contextmanager
     def lock(self):
@@ -86,9 +118,12 @@ class LocalPlatform:
             yield
 
     @contextmanager
-    def drill_lock(self):
-        """One drill at a time. Switchover and failover by hand do not take it (yet): see docs/drills.md."""
-        with self._flock(".drill.lock", "drill"):
+    def drill_lock(self, wait: float = 0.0):
+        """One drill at a time. A drill takes it without waiting (a second drill is refused at once);
+        `mysqlsts switchover` and `failover` by hand take it with `wait` (their --timeout) before the
+        cluster lock, so they wait for a running drill, then refuse naming it: see docs/drills.md.
+        The controller's automatic failover and the drill's own switchover fault never take it."""
+        with self._flock(".drill.lock", "drill", wait):
             yield
 
     @contextmanager
