@@ -1,0 +1,125 @@
+"""The controller's one decision step (decisions/cluster.py), table-driven and without servers:
+observed nodes + recorded primary + what the controller remembers -> a named state and one action."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mysqlsts.decisions.cluster import Action, Memory, State, decide
+from mysqlsts.decisions.failover import Node
+from mysqlsts.decisions.gtid import MariadbGtidPos
+
+P = MariadbGtidPos.parse
+
+
+def primary(name="mysql-0", gtid="0-100-10", **kw) -> Node:
+    return Node(name, True, writable=True, executed=P(gtid), origin="100", owns_data=True, **kw)
+
+
+def replica(name, gtid="0-100-10", source="mysql-0", io=True, **kw) -> Node:
+    return Node(name, True, executed=P(gtid), origin=str(100 + int(name[-1])), source=source, io_running=io,
+                owns_data=True, **kw)
+
+
+def down(name, owns_data=True) -> Node:
+    return Node(name, False, owns_data=owns_data)
+
+
+HEALTHY = [primary(), replica("mysql-1"), replica("mysql-2")]
+STRAY = [primary(), replica("mysql-1", source=None, io=False), replica("mysql-2")]
+ERRANT_STRAY = [primary(), replica("mysql-1", gtid="0-101-11", source=None, io=False), replica("mysql-2")]
+
+CASES = {
+    # name: (nodes, recorded, memory, stale labels, autoReclone) -> (state, action, pod, reason contains)
+    "healthy": (HEALTHY, "mysql-0", Memory(), (), False, State.HEALTHY, Action.NONE, None, "mysql-0 is the primary"),
+    "two writable, recorded kept": ([primary(), primary("mysql-1"), replica("mysql-2")], "mysql-0", Memory(), (),
+                                    False, State.SPLIT_BRAIN, Action.FENCE, "mysql-1", "besides the recorded"),
+    "two writable, none recorded": ([primary(), primary("mysql-1"), replica("mysql-2")], "mysql-2", Memory(), (),
+                                    False, State.SPLIT_BRAIN, Action.WAIT, None, "fencing none"),
+    "dead primary": ([down("mysql-0"), replica("mysql-1", io=False), replica("mysql-2", io=False)], "mysql-0",
+                     Memory(), (), False, State.PRIMARY_LOST, Action.FAILOVER, None, "no replica receives"),
+    "dead primary, blocked": ([down("mysql-0"), replica("mysql-1", io=False), replica("mysql-2", io=False)],
+                              "mysql-0", Memory(blocked_for=42), (), False, State.PRIMARY_LOST, Action.BLOCKED,
+                              None, "blocked for another 42s"),
+    "primary unreachable here, replicas still receive": (
+        [down("mysql-0"), replica("mysql-1"), replica("mysql-2", io=False)], "mysql-0", Memory(), (), False,
+        State.NO_PRIMARY, Action.WAIT, None, "still receive"),
+    "restarted primary, fenced": ([replica("mysql-0", source=None, io=False), replica("mysql-1", io=False),
+                                   replica("mysql-2", io=False)], "mysql-0", Memory(), (), False,
+                                  State.PRIMARY_LOST, Action.FAILOVER, None, "answers but is fenced"),
+    "silent data owner blocks election": ([down("mysql-0"), down("mysql-1"), replica("mysql-2", io=False)],
+                                          "mysql-0", Memory(), (), False, State.NO_PRIMARY, Action.WAIT, None,
+                                          "mysql-1 holds data but does not answer"),
+    "diverged replica": ([primary(), replica("mysql-1", io=False, diverged=True), replica("mysql-2")], "mysql-0",
+                         Memory(), (), False, State.DEGRADED, Action.QUARANTINE, "mysql-1", "error 1236"),
+    "failover comes before quarantining a diverged node": (
+        [down("mysql-0"), replica("mysql-1", io=False, diverged=True), replica("mysql-2", io=False)], "mysql-0",
+        Memory(), (), False, State.PRIMARY_LOST, Action.FAILOVER, None, "does not answer"),
+    "stray, first look": (STRAY, "mysql-0", Memory(), (), False, State.HEALTHY, Action.NONE, None, ""),
+    "stray, second look": (STRAY, "mysql-0", Memory(strays=frozenset({"mysql-1"})), (), False, State.DEGRADED,
+                           Action.REJOIN, "mysql-1", "following no one"),
+    "stray following the wrong node": ([primary(), replica("mysql-1", source="mysql-2"), replica("mysql-2")],
+                                       "mysql-0", Memory(strays=frozenset({"mysql-1"})), (), False,
+                                       State.DEGRADED, Action.REJOIN, "mysql-1", "following mysql-2"),
+    "errant stray": (ERRANT_STRAY, "mysql-0", Memory(strays=frozenset({"mysql-1"})), (), False, State.DEGRADED,
+                     Action.QUARANTINE, "mysql-1", "holds 0-101-11 that mysql-0 lacks"),
+    "stale labels before strays": (STRAY, "mysql-0", Memory(strays=frozenset({"mysql-1"})), ("mysql-2",), False,
+                                   State.DEGRADED, Action.PUBLISH, "mysql-2", "role labels"),
+    "quarantined, autoReclone on": ([primary(), replica("mysql-1", quarantined=True), replica("mysql-2")],
+                                    "mysql-0", Memory(), (), True, State.DEGRADED, Action.RECLONE, "mysql-1",
+                                    "autoReclone"),
+    "quarantined, autoReclone off": ([primary(), replica("mysql-1", quarantined=True), replica("mysql-2")],
+                                     "mysql-0", Memory(), (), False, State.HEALTHY, Action.NONE, None, ""),
+    "writable but not recorded": ([primary("mysql-1"), replica("mysql-0", source="mysql-1"),
+                                   replica("mysql-2", source="mysql-1")], "mysql-0", Memory(), ("mysql-1",), False,
+                                  State.UNRECORDED_PRIMARY, Action.WAIT, None, "recorded primary is mysql-0"),
+    "nothing answers": ([down("mysql-0", owns_data=False), down("mysql-1", owns_data=False)], "mysql-0", Memory(),
+                        (), False, State.NO_PRIMARY, Action.WAIT, None, "neither does any replica"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_decide(case):
+    nodes, recorded, memory, stale, reclone, state, action, pod, reason = CASES[case]
+    d = decide(nodes, recorded, memory, stale, reclone)
+    assert (d.state, d.action, d.pod) == (state, action, pod), d
+    assert reason in d.reason
+    if action is Action.REJOIN:
+        assert d.source == recorded
+
+
+def test_strays_are_remembered_only_while_the_primary_is_healthy():
+    assert decide(STRAY, "mysql-0").strays == {"mysql-1"}
+    lost = [down("mysql-0"), replica("mysql-1", source=None, io=False), replica("mysql-2", io=False)]
+    assert decide(lost, "mysql-0", Memory(strays=frozenset({"mysql-1"}))).strays == frozenset()
+
+
+names = st.sampled_from(["mysql-0", "mysql-1", "mysql-2"])
+node = st.builds(
+    lambda name, reachable, writable, seq, source, io, quarantined, diverged: Node(
+        name, reachable, writable=reachable and writable, executed=P(f"0-100-{seq}") if reachable else None,
+        source=source, io_running=io, quarantined=quarantined, diverged=diverged, owns_data=True),
+    names, st.booleans(), st.booleans(), st.integers(0, 5), st.none() | names, st.booleans(), st.booleans(),
+    st.booleans())
+
+
+@given(st.lists(node, min_size=1, max_size=3, unique_by=lambda n: n.name), st.none() | names,
+       st.frozensets(names), st.floats(0, 100), st.booleans())
+def test_decide_is_total_and_never_acts_against_the_invariants(nodes, recorded, strays, blocked, reclone):
+    """Whatever is observed: exactly one action; never fence the recorded primary; never fail over
+    while a node is writable; a pod named for every action that needs one."""
+    d = decide(nodes, recorded, Memory(strays, blocked), (), reclone)
+    writable = [n.name for n in nodes if n.reachable and n.writable]
+    if d.action is Action.FENCE:
+        assert d.pod != recorded and d.pod in writable and recorded in writable
+    if d.action in (Action.FAILOVER, Action.BLOCKED):
+        assert not writable
+    if d.action is Action.BLOCKED:
+        assert blocked > 0
+    if d.action in (Action.FENCE, Action.QUARANTINE, Action.REJOIN, Action.RECLONE, Action.PUBLISH):
+        assert d.pod is not None
+    if d.action in (Action.REJOIN, Action.RECLONE):
+        assert writable == [recorded]
+    assert d.reason
