@@ -74,7 +74,7 @@ CASES = {
                                      "mysql-0", Memory(), (), False, State.HEALTHY, Action.NONE, None, ""),
     "writable but not recorded": ([primary("mysql-1"), replica("mysql-0", source="mysql-1"),
                                    replica("mysql-2", source="mysql-1")], "mysql-0", Memory(), ("mysql-1",), False,
-                                  State.UNRECORDED_PRIMARY, Action.WAIT, None, "recorded primary is mysql-0"),
+                                  State.UNRECORDED_PRIMARY, Action.RECORD, "mysql-1", "recorded primary is mysql-0"),
     "nothing answers": ([down("mysql-0", owns_data=False), down("mysql-1", owns_data=False)], "mysql-0", Memory(),
                         (), False, State.NO_PRIMARY, Action.WAIT, None, "neither does any replica"),
 }
@@ -122,4 +122,6 @@ def test_decide_is_total_and_never_acts_against_the_invariants(nodes, recorded, 
         assert d.pod is not None
     if d.action in (Action.REJOIN, Action.RECLONE):
         assert writable == [recorded]
+    if d.action is Action.RECORD:
+        assert writable == [d.pod] and d.pod != recorded
     assert d.reason

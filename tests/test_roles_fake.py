@@ -337,7 +337,7 @@ NOTHING_HOLDS_EVERYTHING = [
 
 
 @pytest.mark.parametrize(("how", "to"), NOTHING_HOLDS_EVERYTHING)
-def test_failover_refuses_to_lose_transactions_unless_forced(env, flavor, request, how, to):
+def test_failover_refuses_to_lose_transactions_unless_forced(env, flavor, how, to):
     world = env.world
     world.commit(n=2)
     if how == "lag":
@@ -359,11 +359,6 @@ def test_failover_refuses_to_lose_transactions_unless_forced(env, flavor, reques
     assert report["to"] == P2 and set(report["lost"]) == {P1}
     assert world.writable() == {P2} and world.platform.primary == P2 and world.violations == []
     assert not world.has(P2, extra)
-    if how == "to" and flavor == "mysql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "MySQL: after a forced failover, a node holding the lost transactions (applied, not only in its "
-            "relay log) is repointed and keeps them: the new source does not refuse another uuid's GTIDs, "
-            "and the controller only checks strays, so it serves rows the primary lacks")))
     # No node left in service holds what the new primary lacks: on MariaDB the source refuses its
     # position (1236) and it is quarantined; a relay log that held them is dropped by the repoint.
     for s in world.servers.values():
@@ -405,11 +400,7 @@ def test_switchover(env, to, apply_seconds, writers, expected):
 SWITCHOVER_FAILS = [
     # id, what happens to the candidate while it should catch up
     pytest.param("slow", id="candidate-cannot-catch-up-in-time"),
-    pytest.param("dies", id="candidate-dies-while-catching-up", marks=pytest.mark.xfail(strict=True, reason=(
-        "Roles.switchover unfences the old primary again only when wait_applied returns False; a ServerError "
-        "from the candidate (it died or hung during the GTID wait) escapes with the old primary fenced, so "
-        "the cluster has no writable node, and the controller will not elect while the dead candidate "
-        "holds data"))),
+    pytest.param("dies", id="candidate-dies-while-catching-up"),
 ]
 
 
@@ -443,11 +434,7 @@ CRASH_POINTS = [
     pytest.param("become_source", P1, True, id="receivers-stopped-old-primary-back-fenced"),
     pytest.param("replicate_from", P2, False, id="candidate-is-source-others-not-repointed"),
     pytest.param("unfence", P1, False, id="everyone-repointed-candidate-still-fenced"),
-    pytest.param("set_primary", P1, False, id="candidate-writable-not-yet-recorded", marks=pytest.mark.xfail(
-        strict=True, reason=(
-            "decide() answers UNRECORDED_PRIMARY/WAIT ('waiting for the command that moved it to record it') "
-            "for a writable node that is not the recorded primary, but the command that moved it died: a fresh "
-            "controller waits forever while the primary name still points at the dead old primary"))),
+    pytest.param("set_primary", P1, False, id="candidate-writable-not-yet-recorded"),
 ]
 
 

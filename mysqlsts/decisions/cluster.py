@@ -30,6 +30,7 @@ class Action(Enum):
     REJOIN = "rejoin"  # `pod` is fenced and follows no one, or the wrong node: point it at `source`
     PUBLISH = "publish"  # role labels are out of date: publish the primary again
     RECLONE = "reclone"  # `pod` is quarantined and autoReclone is on
+    RECORD = "record"  # `pod` is the one writable node but not recorded: record it (under the cluster lock)
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,12 @@ def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), s
     if not writable:
         return Decision(State.NO_PRIMARY, Action.WAIT, verdict.reason)
     if writable != [recorded]:
-        return Decision(State.UNRECORDED_PRIMARY, Action.WAIT,
-                        f"{writable[0]} is writable but the recorded primary is {recorded or 'none'}: "
-                        "waiting for the command that moved it to record it")
+        # Nodes boot fenced and only a promotion unfences one, so the one writable node is the primary:
+        # a command that moved it and died before recording it leaves this. The controller records it
+        # once it holds the cluster lock, i.e. once no command is still in the middle of moving it.
+        return Decision(State.UNRECORDED_PRIMARY, Action.RECORD,
+                        f"{writable[0]} is the one writable node but the recorded primary is {recorded or 'none'}",
+                        pod=writable[0])
     if stale_labels:
         return Decision(State.DEGRADED, Action.PUBLISH, "role labels out of date", pod=stale_labels[0])
     now = strays(nodes, recorded)

@@ -84,7 +84,8 @@ class Controller:
                 self.log(event, state=decision.state.value, reason=reason)
             self.last_reason = said if action is not Action.NONE else ""
             return
-        self.last_reason = ""
+        if action is not Action.RECORD:  # it says why it could not, once
+            self.last_reason = ""
         view = next((v for v in views if v.name == pod), None)
         if action is Action.FENCE:
             with self.roles.server(view) as server:
@@ -110,8 +111,25 @@ class Controller:
                 self.log("recloned", pod=pod)
             except OperationFailed as e:
                 self.log("reclone-failed", pod=pod, reason="; ".join(e.problems))
+        elif action is Action.RECORD:
+            self.record(pod, reason)
         elif action is Action.FAILOVER:
             self.fail_over(reason, recorded, views, nodes)
+
+    def record(self, pod: str, reason: str) -> None:
+        """Under the lock, so never in the middle of a command that is moving the primary; looked at
+        again there, since that command may have finished (and recorded) meanwhile."""
+        try:
+            with self.cluster.platform.lock():
+                _, nodes = self.roles.look()
+                if [n.name for n in nodes if n.reachable and n.writable] == [pod]:
+                    self.log("recording", pod=pod, reason=reason)
+                    self.cluster.platform.set_primary(pod)
+        except OperationFailed as e:  # a command holds the lock: it records the primary itself
+            said = f"record: {e.problems[0]}"
+            if said != self.last_reason:
+                self.log("waiting", state="unrecorded-primary", reason=e.problems[0])
+            self.last_reason = said
 
     def fail_over(self, reason: str, recorded: str | None, views: list[PodView], nodes: list[Node]) -> None:
         self.log("failing-over", reason=reason, primary=recorded)

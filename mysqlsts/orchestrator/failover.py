@@ -91,12 +91,16 @@ class Roles:
         if killed:
             progress(f"killed {len(killed)} connection(s) still writing on {primary} after the grace period")
         progress(f"{new.name}: applying up to {final or '(nothing)'}")
-        with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
-            if not server.wait_applied(final, self.settings["applyTimeoutSeconds"]):
-                with self.server(old) as back:
-                    back.unfence()
-                raise OperationFailed(f"{new.name} did not apply {primary}'s transactions within "
-                                      f"{self.settings['applyTimeoutSeconds']}s; {primary} is writable again")
+        try:
+            with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
+                caught_up = server.wait_applied(final, self.settings["applyTimeoutSeconds"])
+            why = f"did not apply {primary}'s transactions within {self.settings['applyTimeoutSeconds']}s"
+        except ServerError as e:  # it died or hung while catching up: nothing moved yet, so undo the fence
+            caught_up, why = False, f"stopped answering while catching up ({e.message})"
+        if not caught_up:
+            with self.server(old) as back:
+                back.unfence()
+            raise OperationFailed(f"switchover refused: {new.name} {why}; {primary} is writable again")
         self.promote(new, views, excluded=errant_only(election))
         window = self.first_write(started)
         progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
@@ -154,7 +158,11 @@ class Roles:
             if not server.wait_applied(str(chosen.known or ""), self.settings["applyTimeoutSeconds"]):
                 raise OperationFailed(f"{new.name} did not apply its relay log within "
                                       f"{self.settings['applyTimeoutSeconds']}s")
-        self.promote(new, views, excluded=errant_only(election))
+        # Nodes holding what the new primary lacks (errant, or lost by --force) would serve rows it
+        # lacks, and a later election could bring them back: quarantined, never repointed.
+        excluded = {**errant_only(election),
+                    **{n: f"holds {lost} that {new.name} lacks (--force)" for n, lost in election.lost.items()}}
+        self.promote(new, views, excluded=excluded)
         report["seconds"] = round(self.first_write(started), 3)
         progress(f"{new.name} is the primary ({election.reason}); writes again after {report['seconds']:.2f}s")
         return report
