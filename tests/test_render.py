@@ -77,7 +77,7 @@ def test_statefulset_shape(rendered):
     pod = spec["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["install-tools", "init-mysql", "clone-mysql"]
     assert pod["initContainers"][0]["image"] == values["images"]["tools"]
-    assert [c["name"] for c in pod["containers"]] == ["mysql", "sidecar"]
+    assert [c["name"] for c in pod["containers"]] == ["mysql", "agent", "clone"]
     server = pod["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert server[probe]["exec"]["command"][-1] in ("startup", "liveness", "readiness")
@@ -93,9 +93,15 @@ def test_statefulset_shape(rendered):
     assert claim["spec"].get("storageClassName", "") == values["storage"]["storageClassName"]
     images = values["images"][values["flavor"]]
     assert server["image"] == images["server"]
-    assert pod["containers"][1]["image"] == images["backup"]
-    for container in pod["initContainers"] + pod["containers"]:
+    agent, clone = pod["containers"][1:]
+    assert agent["image"] == values["images"]["tools"] and agent["command"] == ["mysqlsts", "agent"]
+    assert agent["resources"] == values["pod"]["resources"]["agent"]
+    assert clone["image"] == images["backup"] and clone["resources"] == values["pod"]["resources"]["clone"]
+    assert clone["ports"] == [{"name": "clone", "containerPort": values["mysql"]["clonePort"]}]
+    for container in [c for c in pod["initContainers"] + pod["containers"] if c is not agent]:
         assert container["command"][:2] == ["bash", f"/opt/mysqlsts/scripts/{container['command'][1].split('/')[-1]}"]
+    for container in pod["containers"]:  # the agent reads the same environment as the scripts
+        assert container["env"] == server["env"]
 
 
 def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):

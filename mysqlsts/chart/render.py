@@ -31,7 +31,7 @@ POD_PATHS = {
     "MYSQLSTS_HOME_DIR": "/opt/mysqlsts",  # ConfigMap: scripts/ and config/
     "CONF_DIR": "/etc/mysql/mysqlsts",  # generated per-pod config (emptyDir)
     "PV_DIR": "/var/lib/mysqlsts",  # the PersistentVolume
-    "RUN_DIR": "/run/mysqld",  # socket and pid, shared by server and sidecar
+    "RUN_DIR": "/run/mysqld",  # socket and pid, the agent's verdict: shared by the containers
     "TMPDIR": "/tmp",
     "TOOLS_DIR": "/usr/local/mysqlsts/bin",  # socat for the clone listener, copied from the mysqlsts image
     "SECRETS_DIR": "/etc/mysqlsts/secrets",  # Secret volume: one file per password, read by the scripts

@@ -328,7 +328,7 @@ class LocalPlatform:
             lines.append(f"{name}/{cname}: {c}")
         containers = status.get("containers", {})
         failing = [c for c, s in containers.items() if s.get("state") not in ("running", "completed")] or \
-            ["sidecar", "mysql"]
+            ["agent", "mysql"]
         for cname in failing:
             log = pod.log(cname)
             if log.is_file():

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mysqlsts
 from mysqlsts.chart.render import Names
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.platform.local import netns
@@ -143,10 +144,17 @@ class Pod:
                 env[var["name"]] = self.pod.name
         env["BIND_ADDRESS"] = self.address  # the pod's own address: every pod shares this host's network
         env["MYSQL_OS_USER"] = getpass.getuser()
+        if container.get("command", [None])[0] == "mysqlsts":  # this very mysqlsts (see command)
+            env["PYTHONPATH"] = str(Path(mysqlsts.__file__).resolve().parent.parent)
         return env
 
     def command(self, container: dict[str, Any], argv: list[str]) -> list[str]:
-        return [self.localize(container, a) for a in argv]
+        """The container's command with its paths localized. The one rule for the mysqlsts image: a
+        command that starts with `mysqlsts` runs this very mysqlsts, as `python -m mysqlsts`."""
+        argv = [self.localize(container, a) for a in argv]
+        if argv and argv[0] == "mysqlsts":
+            return [sys.executable, "-m", "mysqlsts", *argv[1:]]
+        return argv
 
     # -- containers --------------------------------------------------------------------------
 
@@ -256,7 +264,7 @@ class Pod:
     def shutdown(self) -> int:
         self.status["ready"] = False
         self.set_phase("Terminating")
-        for name in reversed(list(self.procs)):  # sidecar first, then the server
+        for name in reversed(list(self.procs)):  # clone listener and agent first, then the server
             proc = self.procs[name]
             if proc.poll() is None:
                 proc.terminate()
