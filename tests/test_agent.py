@@ -249,7 +249,7 @@ def test_readiness_is_the_agents_fresh_verdict(tmp_path):
     result = probe(environ, "readiness")
     assert result.returncode == 1 and "lag 40s exceeds 30s" in result.stderr
     verdict.write_text("")
-    stale = time.time() - 10
+    stale = time.time() - 11
     os.utime(verdict, (stale, stale))
     result = probe(environ, "readiness")
     assert result.returncode == 1 and "the agent is not running" in result.stderr

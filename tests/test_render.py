@@ -104,6 +104,26 @@ def test_statefulset_shape(rendered):
         assert container["env"] == server["env"]
 
 
+def test_a_hung_agent_is_restarted(rendered, tmp_path):
+    """The agent container's liveness: its verdict file younger than a minute."""
+    import os
+    import subprocess
+    import time
+
+    _, _, objects = rendered
+    (sts,) = by_kind(objects, "StatefulSet")
+    agent = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+    command = agent["livenessProbe"]["exec"]["command"]
+    assert command[-1] == "/run/mysqld/agent-ready"
+    here = [*command[:-1], str(tmp_path / "verdict")]
+    assert subprocess.run(here, capture_output=True).returncode != 0  # no verdict yet
+    (tmp_path / "verdict").write_text("lag 40s exceeds 30s")
+    assert subprocess.run(here, capture_output=True).returncode == 0  # not ready, but alive
+    stale = time.time() - 61
+    os.utime(tmp_path / "verdict", (stale, stale))
+    assert subprocess.run(here, capture_output=True).returncode == 1
+
+
 def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
     values, _, objects = rendered
     (cm,) = [o for o in by_kind(objects, "ConfigMap")]

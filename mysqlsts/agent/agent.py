@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,18 +107,25 @@ class Agent:
                 if self.env.clone_gtid_file.exists():
                     self.apply_clone_gtid(server)
                 if self.unsettled and not self.stopping:
+                    # Settling may take a few seconds (peers that hang, a join watched): the verdict
+                    # stays fresh and says what the server is until then.
+                    self.verdict(server.state())
                     self.settle(server)
                 state = server.state()
             self.record(state)
-            reason = readiness(state, self.env.quarantine_file.exists(), self.env.max_lag)
             if self.said and self.said.startswith("server: "):
                 self.said = None
+            return self.verdict(state)
         except ServerError as e:
             reason = f"server: {e.message}"
-            self.say(reason)
         except gtid.GtidError as e:
             reason = f"unreadable GTIDs: {e}"
-            self.say(reason)
+        self.say(reason)
+        write_quick(self.env.ready_file, reason)
+        return reason
+
+    def verdict(self, state: ServerState) -> str | None:
+        reason = readiness(state, self.env.quarantine_file.exists(), self.env.max_lag)
         write_quick(self.env.ready_file, reason or "")
         return reason
 
@@ -151,7 +159,10 @@ class Agent:
             self.unsettled = False
             return None
         own = node_of_state(self.env.pod, server.state(), self.env.flavor)
-        decision = settle(own, [self.peer(p) for p in self.peers()], self.fresh_primary)
+        names = self.peers()
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:  # a hung peer costs one timeout
+            peers = list(pool.map(self.peer, names))
+        decision = settle(own, peers, self.fresh_primary)
         if decision.action is NodeAction.FOLLOW:
             self.join(server, decision.primary)
         elif decision.action is NodeAction.QUARANTINE:

@@ -5,7 +5,7 @@
 # writable; a replica replicates with both threads running and lag within
 # MAX_LAG_SECONDS) and writes it to AGENT_READY_FILE: empty when ready, else
 # the reason. A verdict older than AGENT_STALE_SECONDS means the agent is not
-# running: not ready. The startup probe passes once the server answers; it
+# running (or hangs): not ready. The startup probe passes once the server answers; it
 # waits a little within one probe, first for the server and then for the
 # agent to settle the role, so a starting pod turns ready without waiting out
 # another probe period. prestop is the server container's preStop hook, not a
@@ -15,7 +15,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-AGENT_STALE_SECONDS=5
+AGENT_STALE_SECONDS=10
 
 # Why the pod cannot serve its role, or nothing when it can.
 not_ready() {
