@@ -302,3 +302,37 @@ def test_the_local_runtime_runs_the_mysqlsts_images_commands_with_this_mysqlsts(
     assert pod.command(container, container["command"]) == [sys.executable, "-m", "mysqlsts", "agent"]
     script = {"name": "clone", "command": ["bash", "/x/clone-listen.sh"], "volumeMounts": []}
     assert pod.command(script, script["command"]) == ["bash", "/x/clone-listen.sh"]
+
+
+def test_sql_servers_reach_a_mapped_host_through_its_socket_and_others_by_name(monkeypatch):
+    from mysqlsts import flavors
+    from mysqlsts.mysql import server as server_module
+
+    seen = []
+
+    @contextmanager
+    def connect(host, port, password, flavor, **kw):
+        seen.append((host, kw.get("unix_socket")))
+        yield object()
+
+    monkeypatch.setattr(server_module, "connect", connect)
+    servers = server_module.SqlServers(flavors.MYSQL, 3306, {"operatorPassword": "o", "replicationPassword": "r"},
+                                       sockets={"mysql-1.mysql": "/run/mysqld/mysqld.sock"})
+    for host in ("mysql-1.mysql", "mysql-0.mysql"):
+        with servers.operator(host, timeout=1):
+            pass
+    assert seen == [("mysql-1.mysql", "/run/mysqld/mysqld.sock"), ("mysql-0.mysql", None)]
+
+
+def test_connect_over_a_socket_never_asks_for_tls(monkeypatch):
+    import pymysql
+
+    from mysqlsts import flavors
+    from mysqlsts.mysql import observe
+
+    calls = []
+    monkeypatch.setattr(pymysql, "connect", lambda **kw: calls.append(kw))
+    observe.connect("mysql-1.mysql", 3306, "pw", flavors.MYSQL, unix_socket="/run/mysqld/mysqld.sock")
+    observe.connect("mysql-0.mysql", 3306, "pw", flavors.MYSQL)
+    assert calls[0]["unix_socket"] == "/run/mysqld/mysqld.sock" and calls[0]["ssl_disabled"] is True
+    assert calls[1]["unix_socket"] is None and calls[1]["ssl_disabled"] is False
