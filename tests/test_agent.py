@@ -183,6 +183,12 @@ def test_the_clone_gtids_are_applied_once_before_the_role_is_settled(env):
     assert me.calls[-1] == ("apply_clone_gtid", "")
 
 
+def test_a_starting_agent_replaces_the_verdict_an_earlier_one_left(env):
+    env.ready_file.write_text("")  # ready, said the agent before its container restarted
+    agent(env, FakeServer("mysql-1"))
+    assert env.ready_file.read_text() == "the agent is starting"
+
+
 def test_a_server_that_does_not_answer_is_not_ready(env):
     me = FakeServer("mysql-1")
     me.answers = False
@@ -209,10 +215,11 @@ def test_sigterm_ends_the_agent_cleanly(tmp_path):
         (tmp_path / "secrets" / name).write_text("pw\n")
     proc = subprocess.Popen([sys.executable, "-m", "mysqlsts", "agent"], env=environ, stderr=subprocess.PIPE,
                             text=True)
+    verdict = tmp_path / "run" / "agent-ready"
     deadline = time.monotonic() + 20
-    while not (tmp_path / "run" / "agent-ready").exists() and time.monotonic() < deadline:
+    while not (verdict.exists() and verdict.read_text().startswith("server: ")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert (tmp_path / "run" / "agent-ready").read_text().startswith("server: ")  # no server here
+    assert verdict.read_text().startswith("server: ")  # no server here
     proc.terminate()
     assert proc.wait(timeout=10) == 0
     assert "stopped" in proc.stderr.read()

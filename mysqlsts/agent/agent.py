@@ -85,6 +85,8 @@ class Agent:
         if self.env.bootstrap_marker.exists():
             self.fresh_primary = True
             self.env.bootstrap_marker.unlink()
+        # A verdict left by an earlier agent (a restarted container) is about a server it last saw.
+        write_quick(self.env.ready_file, "the agent is starting")
         first = ", the cluster's first primary" if self.fresh_primary else ""
         self.log(f"started ({self.env.flavor} server at {self.env.socket}{first})")
 

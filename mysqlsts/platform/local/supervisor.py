@@ -213,7 +213,10 @@ class Pod:
         return result.returncode == 0
 
     def run(self) -> int:
-        shutil.rmtree(self.pod.volumes["tools"], ignore_errors=True)  # an emptyDir: new with every pod
+        # emptyDirs: new with every pod. The run folder outlives a pod whose supervisor was killed (a
+        # machine's reboot), and the agent's readiness verdict there is about the old pod's server.
+        for volume in ("tools", "run"):
+            shutil.rmtree(self.pod.volumes[volume], ignore_errors=True)
         for d in (*self.pod.volumes.values(), self.pod.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
