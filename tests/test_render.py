@@ -273,3 +273,28 @@ def test_the_default_tools_image_is_the_one_a_release_publishes():
     import mysqlsts
 
     assert chart_values.load([], [])["images"]["tools"] == f"ghcr.io/mysqlsts/mysqlsts:{mysqlsts.__version__}"
+
+
+def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
+    """A cluster bootstrapped by 0.1 recorded pod.resources.sidecar: its values load on top (bootstrap on an
+    existing cluster) and render, the clone listener keeping the sidecar's resources."""
+    import copy
+
+    from mysqlsts.platform.local.runtime import LocalPlatform
+    from mysqlsts.state import write_json
+
+    old = copy.deepcopy(chart_values.defaults())
+    resources = old["pod"]["resources"]
+    del resources["agent"], resources["clone"]
+    resources["sidecar"] = {"requests": {"cpu": "70m", "memory": "80Mi"}, "limits": {"memory": "1Gi"}}
+    platform = LocalPlatform(tmp_path, "mysql")
+    write_json(platform.layout.values_file, old)
+    recorded = platform.values()
+    assert "sidecar" not in recorded["pod"]["resources"]
+    values = chart_values.load([], ["replicas=4"], base=recorded)
+    assert values["pod"]["resources"]["clone"] == old["pod"]["resources"]["sidecar"]
+    assert values["pod"]["resources"]["agent"] == chart_values.defaults()["pod"]["resources"]["agent"]
+    passwords, _ = secrets.resolve(values, None)
+    (sts,) = by_kind(render(values, passwords), "StatefulSet")
+    clone = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "clone")
+    assert clone["resources"] == old["pod"]["resources"]["sidecar"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from mysqlsts import flavors
 from mysqlsts.chart import secrets
+from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import Names
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.platform.base import PodInfo
@@ -51,7 +52,7 @@ class LocalPlatform:
         if not self.exists():
             raise BadInput(f"--name: no local cluster {self.name!r} under {self.layout.root.parent} "
                            "(bootstrap it first, or pass --state-dir)")
-        return read_json(self.layout.values_file)
+        return chart_values.upgrade(read_json(self.layout.values_file))
 
     def passwords(self) -> dict[str, str]:
         return read_json(self.layout.secret_file)
