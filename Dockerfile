@@ -1,4 +1,5 @@
-# The mysqlsts image: the in-cluster verifier, controller and drills, and the
+# The mysqlsts image: the StatefulSet pods' agent container (mysqlsts agent),
+# the in-cluster verifier, controller and drills, and the
 # static socat (with TLS) that the StatefulSet's install-tools init container
 # copies for the clone listener and client (the stock MySQL, xtrabackup and
 # MariaDB images lack it).

@@ -140,10 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the last drill's metrics here (Prometheus textfile format)")
     _output_option(p, ["table", "json", "md"])
 
+    # In-pod only: the StatefulSet's agent container runs it (mysqlsts/agent/). No help entry: it is not a
+    # command for people, and it reads its pod's environment and volumes.
+    p = sub.add_parser("agent", description="the pod agent of the StatefulSet's agent container (in-pod only)")
+    p.set_defaults(handler=_agent)
+
     p = add("destroy", cluster.destroy_cmd, "stop and remove the cluster (data kept unless --delete-data)")
     _target_options(p)
     p.add_argument("--delete-data", action="store_true", help="also delete every pod's data")
     return parser
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from mysqlsts.agent.agent import main as agent_main
+
+    return agent_main()
 
 
 def _positive(args: argparse.Namespace) -> list[str]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_scripts import pod_env
 
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
@@ -84,28 +83,6 @@ def test_the_server_container_fences_before_it_stops_within_the_grace_period():
     assert 0 < int(command[3]) < grace and grace >= 120
     with pytest.raises(BadInput, match=r"pod\.preStopSleepSeconds"):
         chart_values.load([], ["pod.preStopSleepSeconds=120"])
-
-
-@pytest.mark.parametrize(("flavor", "client", "fence"), [
-    ("mysql", "mysql", "SET GLOBAL super_read_only = ON"),
-    ("mariadb", "mariadb", "SET GLOBAL read_only = ON"),
-])
-def test_the_prestop_hook_fences_the_server(tmp_path, flavor, client, fence):
-    """probe.sh prestop, run against a client that records what it is asked."""
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    log = tmp_path / "sql.log"
-    (fake / client).write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\n')
-    (fake / client).chmod(0o755)
-    env = pod_env(tmp_path / "home", tmp_path / "conf", tmp_path / "pv", tmp_path, flavor=flavor)
-    env["PATH"] = f"{fake}:{env['PATH']}"
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(SCRIPTS / "probe.sh"), "prestop", "1"], env=env, capture_output=True,
-                            text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started >= 1  # then it waits for the Services to drop the pod
-    assert "SET SESSION lock_wait_timeout = 5; " + fence in log.read_text()
-    assert "fenced before the stop" in result.stderr
 
 
 def test_the_drill_job_has_a_deadline_derived_from_the_drill_duration():

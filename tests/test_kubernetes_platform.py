@@ -279,7 +279,7 @@ async def test_a_stuck_rollout_is_diagnosed_with_phase_conditions_events_and_the
     kmock[f"get /api/v1/namespaces/{NS}/configmaps/mysql-primary-record"] << 404
     crashing = pod("mysql-1", "u1", phase="Pending", podIP="10.244.1.7",
                    conditions=[{"type": "Ready", "status": "False", "reason": "ContainersNotReady",
-                                "message": "containers with unready status: [mysql sidecar]"}],
+                                "message": "containers with unready status: [mysql agent]"}],
                    initContainerStatuses=[
                        {"name": "install-tools", "ready": True, "restartCount": 0, "image": "t", "imageID": "",
                         "state": {"terminated": {"exitCode": 0}}},

@@ -299,7 +299,7 @@ def test_clone_port_rejects_a_wrong_secret(cluster):
         f.flush()
         s.settimeout(10)
         assert first_bytes(s) == b""  # closed without a byte of backup
-    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "sidecar.log").read_text()
+    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "clone.log").read_text()
     assert "rejected: wrong clone secret" in log
 
 
@@ -326,7 +326,7 @@ def test_the_clone_port_speaks_only_tls_to_holders_of_a_cluster_certificate(clus
     for pod in ("mysql-1", "mysql-2"):
         log = (cluster.state / "mysql" / "pods" / pod / "logs" / "clone-mysql.log").read_text()
         assert "clone complete" in log
-    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "sidecar.log").read_text()
+    log = (cluster.state / "mysql" / "pods" / "mysql-0" / "logs" / "clone.log").read_text()
     assert "serving clone streams over TLS" in log
 
 

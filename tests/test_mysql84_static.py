@@ -7,7 +7,7 @@ configuration, and fails on any item of REMOVED, a table curated from the
 MySQL 8.4 reference manual (each entry names its page):
 
 - the MySQL Flavor in mysqlsts/flavors.py;
-- SQL in mysqlsts/{mysql,orchestrator,drills}/*.py, with the MariaDB side of
+- SQL in mysqlsts/{mysql,orchestrator,drills,agent}/*.py, with the MariaDB side of
   every flavor branch pruned from the syntax tree (and the statements the
   MySQL branches of mysqlsts/mysql/actions.py and observe.py really execute,
   recorded on a fake connection);
@@ -38,7 +38,8 @@ from mysqlsts.mysql import actions, observe
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = sorted((ROOT / "charts" / "mysql-sts" / "scripts").glob("*.sh"))
-PY_SOURCES = sorted(p for d in ("mysql", "orchestrator", "drills") for p in (ROOT / "mysqlsts" / d).glob("*.py"))
+PY_SOURCES = sorted(p for d in ("mysql", "orchestrator", "drills", "agent")
+                    for p in (ROOT / "mysqlsts" / d).glob("*.py"))
 
 NUTSHELL = "https://dev.mysql.com/doc/refman/8.4/en/mysql-nutshell.html"  # "Features Removed in MySQL 8.4"
 OPTVARS = "https://dev.mysql.com/doc/mysqld-version-reference/en/optvar-changes-8-4.html"
@@ -324,8 +325,14 @@ def shell_items(text: str, where: str) -> list[tuple[str, str]]:
 # --- what the MySQL flavor emits ---
 
 def flavor_items() -> list[tuple[str, str]]:
-    return [(f"flavors.MYSQL.{f.name}", getattr(flavors.MYSQL, f.name)) for f in fields(flavors.Flavor)
-            if isinstance(getattr(flavors.MYSQL, f.name), str) and f.name != "name"]
+    items = []
+    for f in fields(flavors.Flavor):
+        value = getattr(flavors.MYSQL, f.name)
+        if isinstance(value, str) and f.name != "name":
+            items.append((f"flavors.MYSQL.{f.name}", value))
+        elif isinstance(value, tuple):  # statements run in order
+            items += [(f"flavors.MYSQL.{f.name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, str)]
+    return items
 
 
 # SHOW REPLICA STATUS as MySQL 8.4 names its columns, plus what observe() selects.
@@ -336,7 +343,7 @@ ROW_84 = dict(ro=1, sro=1, gtid="3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", Valu
 
 class Recorder:
     """A pymysql connection stand-in that records every statement. A dict cursor answers
-    with ROW_84; a plain one with a single column (0, or a path for @@ssl_ca)."""
+    with ROW_84; a plain one with two columns (0, 0), or a path for @@ssl_ca."""
 
     def __init__(self) -> None:
         self.statements: list[str] = []
@@ -358,7 +365,7 @@ class Recorder:
     def fetchone(self):
         if self.dict_rows:
             return ROW_84
-        return ("/etc/mysql/tls/ca.pem",) if "ssl_ca" in self.statements[-1] else (0,)
+        return ("/etc/mysql/tls/ca.pem",) if "ssl_ca" in self.statements[-1] else (0, 0)
 
     def fetchall(self) -> list:
         return []
@@ -375,6 +382,8 @@ def executed_by_actions() -> tuple[list[tuple[str, str]], observe.ServerState]:
         actions.become_source(conn, m, semi)
         actions.replicate_from(conn, m, "mysql-0.mysql", 3306, "repl", "secret", semi)
     actions.write_probe(conn)
+    actions.apply_clone_gtid(conn, m, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")
+    actions.booted_at(conn)
     state = observe.observe(conn, m)
     return [("executed", sql) for sql in conn.statements], state
 
@@ -443,12 +452,10 @@ def test_mysql_branches_of_the_pod_scripts(script):
 
 def test_the_pruners_keep_the_mysql_side():
     """Pruning that dropped the MySQL side too would make every check above pass vacuously."""
-    sidecar = "\n".join(t for _, t in shell_items((ROOT / "charts/mysql-sts/scripts/sidecar.sh").read_text(), "s"))
     lib = "\n".join(t for _, t in shell_items((ROOT / "charts/mysql-sts/scripts/lib.sh").read_text(), "l"))
     init = "\n".join(t for _, t in shell_items((ROOT / "charts/mysql-sts/scripts/init-mysql.sh").read_text(), "i"))
-    assert "CHANGE REPLICATION SOURCE TO" in sidecar and "RESET BINARY LOGS AND GTIDS" in sidecar
-    assert "SHOW REPLICA STATUS" in sidecar and "rpl_semi_sync_source_enabled" in sidecar
     assert "SERVER_BIN=mysqld" in lib and "Seconds_Behind_Source" in lib and "STATE_SQL_MYSQL" in lib
+    assert "RESET BINARY LOGS AND GTIDS" in dict(flavor_items()).values()
     assert "--initialize-insecure" in init and "ALTER USER 'root'@'localhost'" in init
     actions_py = "\n".join(t for _, t in python_items((ROOT / "mysqlsts/mysql/actions.py").read_text(), "a"))
     assert "CHANGE REPLICATION SOURCE TO" in actions_py and "CHANGE MASTER TO" not in actions_py

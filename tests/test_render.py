@@ -77,7 +77,7 @@ def test_statefulset_shape(rendered):
     pod = spec["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["install-tools", "init-mysql", "clone-mysql"]
     assert pod["initContainers"][0]["image"] == values["images"]["tools"]
-    assert [c["name"] for c in pod["containers"]] == ["mysql", "sidecar"]
+    assert [c["name"] for c in pod["containers"]] == ["mysql", "agent", "clone"]
     server = pod["containers"][0]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert server[probe]["exec"]["command"][-1] in ("startup", "liveness", "readiness")
@@ -93,9 +93,35 @@ def test_statefulset_shape(rendered):
     assert claim["spec"].get("storageClassName", "") == values["storage"]["storageClassName"]
     images = values["images"][values["flavor"]]
     assert server["image"] == images["server"]
-    assert pod["containers"][1]["image"] == images["backup"]
-    for container in pod["initContainers"] + pod["containers"]:
+    agent, clone = pod["containers"][1:]
+    assert agent["image"] == values["images"]["tools"] and agent["command"] == ["mysqlsts", "agent"]
+    assert agent["resources"] == values["pod"]["resources"]["agent"]
+    assert clone["image"] == images["backup"] and clone["resources"] == values["pod"]["resources"]["clone"]
+    assert clone["ports"] == [{"name": "clone", "containerPort": values["mysql"]["clonePort"]}]
+    for container in [c for c in pod["initContainers"] + pod["containers"] if c is not agent]:
         assert container["command"][:2] == ["bash", f"/opt/mysqlsts/scripts/{container['command'][1].split('/')[-1]}"]
+    for container in pod["containers"]:  # the agent reads the same environment as the scripts
+        assert container["env"] == server["env"]
+
+
+def test_a_hung_agent_is_restarted(rendered, tmp_path):
+    """The agent container's liveness: its verdict file younger than a minute."""
+    import os
+    import subprocess
+    import time
+
+    _, _, objects = rendered
+    (sts,) = by_kind(objects, "StatefulSet")
+    agent = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "agent")
+    command = agent["livenessProbe"]["exec"]["command"]
+    assert command[-1] == "/run/mysqld/agent-ready"
+    here = [*command[:-1], str(tmp_path / "verdict")]
+    assert subprocess.run(here, capture_output=True).returncode != 0  # no verdict yet
+    (tmp_path / "verdict").write_text("lag 40s exceeds 30s")
+    assert subprocess.run(here, capture_output=True).returncode == 0  # not ready, but alive
+    stale = time.time() - 61
+    os.utime(tmp_path / "verdict", (stale, stale))
+    assert subprocess.run(here, capture_output=True).returncode == 1
 
 
 def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
@@ -247,3 +273,28 @@ def test_the_default_tools_image_is_the_one_a_release_publishes():
     import mysqlsts
 
     assert chart_values.load([], [])["images"]["tools"] == f"ghcr.io/mysqlsts/mysqlsts:{mysqlsts.__version__}"
+
+
+def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
+    """A cluster bootstrapped by 0.1 recorded pod.resources.sidecar: its values load on top (bootstrap on an
+    existing cluster) and render, the clone listener keeping the sidecar's resources."""
+    import copy
+
+    from mysqlsts.platform.local.runtime import LocalPlatform
+    from mysqlsts.state import write_json
+
+    old = copy.deepcopy(chart_values.defaults())
+    resources = old["pod"]["resources"]
+    del resources["agent"], resources["clone"]
+    resources["sidecar"] = {"requests": {"cpu": "70m", "memory": "80Mi"}, "limits": {"memory": "1Gi"}}
+    platform = LocalPlatform(tmp_path, "mysql")
+    write_json(platform.layout.values_file, old)
+    recorded = platform.values()
+    assert "sidecar" not in recorded["pod"]["resources"]
+    values = chart_values.load([], ["replicas=4"], base=recorded)
+    assert values["pod"]["resources"]["clone"] == old["pod"]["resources"]["sidecar"]
+    assert values["pod"]["resources"]["agent"] == chart_values.defaults()["pod"]["resources"]["agent"]
+    passwords, _ = secrets.resolve(values, None)
+    (sts,) = by_kind(render(values, passwords), "StatefulSet")
+    clone = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "clone")
+    assert clone["resources"] == old["pod"]["resources"]["sidecar"]

@@ -26,7 +26,7 @@ from mysqlsts.chart.render import render
 from mysqlsts.errors import BadInput
 
 SCRIPTS = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
-SECRET_CONTAINERS = {"init-mysql", "clone-mysql", "mysql", "sidecar"}
+SECRET_CONTAINERS = {"init-mysql", "clone-mysql", "mysql", "agent", "clone"}
 
 
 def build(*sets: str):
@@ -245,12 +245,12 @@ def test_replication_and_the_clone_stream_are_configured_for_verified_tls():
     for key in ("ssl_ca = $TLS_CA", "ssl_cert = $TLS_CERT", "ssl_key = $TLS_KEY"):
         assert key in init
     assert "IDENTIFIED BY $(sql_quote \"$replication_password\") REQUIRE SSL" in init
-    sidecar = (SCRIPTS / "sidecar.sh").read_text()
-    assert "MASTER_SSL = 1, MASTER_SSL_CA = $(sql_quote \"$TLS_CA\"), MASTER_SSL_VERIFY_SERVER_CERT = 1" in sidecar
-    assert "SOURCE_SSL = 1, SOURCE_SSL_CA = $(sql_quote \"$TLS_CA\"), SOURCE_SSL_VERIFY_SERVER_CERT = 1" in sidecar
-    assert "GET_SOURCE_PUBLIC_KEY" not in sidecar
-    assert "OPENSSL-LISTEN:$CLONE_PORT" in sidecar and "TCP-LISTEN" not in sidecar
-    assert "cafile=$TLS_CA,verify=1" in sidecar
+    # Joining a primary is the agent's, with the orchestrator's code: see the test below.
+    assert not any("CHANGE MASTER" in s.read_text() or "CHANGE REPLICATION SOURCE" in s.read_text()
+                   for s in SCRIPTS.glob("*.sh"))
+    listener = (SCRIPTS / "clone-listen.sh").read_text()
+    assert "OPENSSL-LISTEN:$CLONE_PORT" in listener and "TCP-LISTEN" not in listener
+    assert "cafile=$TLS_CA,verify=1" in listener
     clone = (SCRIPTS / "clone-mysql.sh").read_text()
     assert '"OPENSSL:$(pod_fqdn "$donor"):$CLONE_PORT,cafile=$TLS_CA,cert=$TLS_CERT,key=$TLS_KEY,verify=1' in clone
     assert "/dev/tcp" not in clone
@@ -305,7 +305,7 @@ def test_secret_volume_files_on_the_local_runtime_are_read_only(tmp_path):
     assert (layout.pod("mysql-1").dir / "tls" / "tls.key").read_text() == passwords["tlsKey"]
     for p in [*files.values(), *(layout.pod("mysql-1").dir / "tls").iterdir()]:
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o440
-    container = next(c for c in pod.spec["containers"] if c["name"] == "sidecar")
+    container = next(c for c in pod.spec["containers"] if c["name"] == "agent")
     env = pod.env(container)
     assert env["SECRETS_DIR"] == str(layout.pod("mysql-1").dir / "secrets")
     assert not any(v in passwords.values() for v in env.values())

@@ -31,12 +31,14 @@ POD_PATHS = {
     "MYSQLSTS_HOME_DIR": "/opt/mysqlsts",  # ConfigMap: scripts/ and config/
     "CONF_DIR": "/etc/mysql/mysqlsts",  # generated per-pod config (emptyDir)
     "PV_DIR": "/var/lib/mysqlsts",  # the PersistentVolume
-    "RUN_DIR": "/run/mysqld",  # socket and pid, shared by server and sidecar
+    "RUN_DIR": "/run/mysqld",  # socket and pid, the agent's verdict: shared by the containers
     "TMPDIR": "/tmp",
     "TOOLS_DIR": "/usr/local/mysqlsts/bin",  # socat for the clone listener, copied from the mysqlsts image
     "SECRETS_DIR": "/etc/mysqlsts/secrets",  # Secret volume: one file per password, read by the scripts
     "TLS_DIR": "/etc/mysqlsts/tls",  # Secret volume: ca.crt, tls.crt, tls.key
 }
+# The pod agent's readiness verdict, rewritten every second (mysqlsts/agent/podenv.py, lib.sh).
+AGENT_READY_FILE = f"{POD_PATHS['RUN_DIR']}/agent-ready"
 # Secret volumes: files readable by the pod's group (fsGroup) only, never written.
 SECRET_FILE_MODE = 0o440
 KIND_ORDER = ["ServiceAccount", "Secret", "ConfigMap", "Role", "RoleBinding", "Service", "StatefulSet",
@@ -183,6 +185,7 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "secret_mounts": mounts + secret_mounts,
         "secret_volumes": secret_volumes(values),
         "tools_dir": POD_PATHS["TOOLS_DIR"],
+        "agent_ready_file": AGENT_READY_FILE,
         "container_security": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                "capabilities": {"drop": ["ALL"]}},
     }

@@ -266,6 +266,20 @@ def kubernetes_versions(values: Values) -> list[str]:
     return known[-3:]
 
 
+def upgrade(recorded: Values) -> Values:
+    """Values an earlier mysqlsts recorded for a cluster, in today's shape (a copy).
+    0.1: pod.resources.sidecar, for the container that settled the role and served clones; since,
+    the pod agent (`agent`, defaults) and the clone listener (`clone`, which runs the backup tool and
+    keeps the sidecar's resources)."""
+    values = copy.deepcopy(recorded)
+    resources = values.get("pod", {}).get("resources", {})
+    if "sidecar" in resources:
+        sidecar = resources.pop("sidecar")
+        resources.setdefault("clone", sidecar)
+        resources.setdefault("agent", defaults()["pod"]["resources"]["agent"])
+    return values
+
+
 def load(files: list[str] | None = None, sets: list[str] | None = None, base: Values | None = None) -> Values:
     """Build the effective values (on the chart's defaults, or on `base`: an existing cluster's
     values), or raise BadInput listing every problem."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import reduce
 
+from mysqlsts.decisions import gtid
 from mysqlsts.decisions.gtid import Gtids
+from mysqlsts.flavors import Flavor
+from mysqlsts.model import ServerState
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,19 @@ class Node:
         if self.executed is None:
             return None
         return self.executed if self.retrieved is None else self.executed.union(self.retrieved)
+
+
+def node_of_state(name: str, state: ServerState | None, flavor: Flavor, quarantined: bool = False,
+                  owns_data: bool = False) -> Node:
+    """A node as its server described itself (None: it did not answer). Raises gtid.GtidError on
+    GTIDs that do not parse."""
+    if state is None:
+        return Node(name=name, reachable=False, quarantined=quarantined, owns_data=owns_data)
+    return Node(name=name, reachable=True, writable=state.writable, executed=gtid.parse(flavor, state.gtid),
+                retrieved=gtid.parse(flavor, state.retrieved) if state.retrieved else None, origin=state.origin,
+                source=state.source_host.split(".", 1)[0] if state.source_host else None,
+                io_running=state.io_running == "Yes", lag=state.lag, quarantined=quarantined,
+                diverged=state.io_errno == 1236, owns_data=owns_data)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,24 @@ def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
             f"SET GLOBAL {flavor.semi_sync_replica_var} = OFF", f"SET GLOBAL {flavor.semi_sync_source_var} = {on}")
 
 
+def apply_clone_gtid(conn, flavor: Flavor, gtids: str) -> None:
+    """Make a fresh clone's GTIDs (from the backup's binlog info) the server's own: once, at its first start."""
+    with conn.cursor() as cur:
+        for sql in flavor.apply_clone_gtid_sql:
+            cur.execute(sql, (gtids,) if "%s" in sql else None)
+
+
+def booted_at(conn) -> float:
+    """When the running server started (epoch seconds): a new value means it restarted, however long
+    nobody looked (uptimes compared across a quick restart miss it). SHOW GLOBAL STATUS, as both flavors
+    have it (MySQL 8.0 removed information_schema.GLOBAL_STATUS; MariaDB ships performance_schema off)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT UNIX_TIMESTAMP()")
+        now = float(cur.fetchone()[0])
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        return now - float(cur.fetchone()[1])
+
+
 def server_ca(conn) -> str:
     """The CA file the server was configured with (init-mysql.sh writes ssl_ca): the replica checks its
     source's certificate against the same CA. The path is the server's own, on either platform."""

@@ -34,6 +34,8 @@ class Server(Protocol):
     def replicate_from(self, source_fqdn: str, semi_sync: bool) -> None: ...  # GTID auto-position, TLS
     def wait_applied(self, gtids: str, timeout: float) -> bool: ...
     def become_source(self, semi_sync: bool) -> None: ...  # stops replicating; still fenced
+    def apply_clone_gtid(self, gtids: str) -> None: ...  # a fresh clone's GTIDs, once
+    def booted_at(self) -> float: ...  # when the server started (epoch seconds)
 
 
 class Servers(Protocol):
@@ -84,19 +86,29 @@ class SqlServer:
     def become_source(self, semi_sync: bool) -> None:
         actions.become_source(self.conn, self.flavor, semi_sync)
 
+    def apply_clone_gtid(self, gtids: str) -> None:
+        actions.apply_clone_gtid(self.conn, self.flavor, gtids)
+
+    def booted_at(self) -> float:
+        return actions.booted_at(self.conn)
+
 
 class SqlServers:
-    """Servers reached with pymysql; a pymysql error leaves as ServerError, with the server's words."""
+    """Servers reached with pymysql; a pymysql error leaves as ServerError, with the server's words.
+    `sockets` maps a host name to the unix socket of that server (the pod agent reaches its own
+    server so); every other host is reached over TCP by its name."""
 
-    def __init__(self, flavor: Flavor, port: int, passwords: dict[str, str]):
+    def __init__(self, flavor: Flavor, port: int, passwords: dict[str, str], sockets: dict[str, str] | None = None):
         self.flavor = flavor
         self.port = port
         self.passwords = passwords
+        self.sockets = sockets or {}
 
     @contextmanager
     def operator(self, host: str, timeout: float, read_timeout: float | None = None) -> Iterator[SqlServer]:
         with as_server_error(host), connect(host, self.port, self.passwords["operatorPassword"], self.flavor,
-                                            timeout=timeout, read_timeout=read_timeout, user=OPERATOR_USER) as conn:
+                                            timeout=timeout, read_timeout=read_timeout, user=OPERATOR_USER,
+                                            unix_socket=self.sockets.get(host)) as conn:
             yield SqlServer(conn, self.flavor, self.port, self.passwords["replicationPassword"])
 
     def write_probe(self, host: str, timeout: float) -> None:

@@ -28,7 +28,7 @@ from mysqlsts.platform.base import Platform
 PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSeconds
 PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
 DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS's kubernetes plugin default)
-RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's sidecar unfences it sooner; a restarted one needs us
+RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's agent unfences it sooner; a restarted one needs us
 
 
 def resolve(name: str) -> str | None:

@@ -20,11 +20,12 @@ from mysqlsts.decisions.failover import (
     diverged,
     elect,
     errant,
+    node_of_state,
     silent_owners,
     switchover_candidate,
     wait_for_silent,
 )
-from mysqlsts.decisions.topology import PodView, observed_primary, pod_of
+from mysqlsts.decisions.topology import PodView, observed_primary
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerError
@@ -34,15 +35,8 @@ from mysqlsts.output import progress
 
 
 def node_of(view: PodView, flavor: Flavor) -> Node:
-    s = view.state
-    if s is None:
-        return Node(name=view.name, reachable=False, quarantined=view.quarantined, owns_data=view.has_data)
     with failing_as(gtid.GtidError):
-        executed = gtid.parse(flavor, s.gtid)
-        retrieved = gtid.parse(flavor, s.retrieved) if s.retrieved else None
-    return Node(name=view.name, reachable=True, writable=s.writable, executed=executed, retrieved=retrieved,
-                origin=s.origin, source=pod_of(s.source_host), io_running=s.io_running == "Yes", lag=s.lag,
-                quarantined=view.quarantined, diverged=s.io_errno == 1236, owns_data=view.has_data)
+        return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data)
 
 
 def errant_only(election: Election) -> dict[str, str]:

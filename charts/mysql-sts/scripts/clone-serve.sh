@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One clone request, on a connection handed over by the sidecar's socat, which
+# One clone request, on a connection handed over by clone-listen.sh's socat, which
 # already ran TLS and checked the peer's certificate against the cluster's CA:
 # challenge the peer, and only if it proves it holds the clone secret, stream
 # a hot backup, followed by a completion marker.

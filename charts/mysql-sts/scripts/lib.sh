@@ -27,8 +27,12 @@ STAGING_DIR=$PV_DIR/staging    # clone or initialization in progress; wiped on s
 CLONE_GTID_FILE=$PV_DIR/clone-gtid        # GTID position of a fresh clone, applied once
 RECORDED_PRIMARY_FILE=$PV_DIR/recorded-primary  # the primary this pod last followed (or itself)
 QUARANTINE_FILE=$PV_DIR/quarantined       # errant transactions found: never rejoin by itself
-BOOTSTRAP_MARKER=$PV_DIR/bootstrap-primary # init-mysql just created the first primary: the sidecar may unfence it once
+BOOTSTRAP_MARKER=$PV_DIR/bootstrap-primary # init-mysql just created the first primary: the agent may unfence it once
 SOCKET=$RUN_DIR/mysqld.sock
+# The agent container (mysqlsts agent, mysqlsts/agent/podenv.py names the same files):
+AGENT_READY_FILE=$RUN_DIR/agent-ready     # its readiness verdict, rewritten every second: empty = ready
+STOP_REQUEST_FILE=$RUN_DIR/stopping       # probe.sh prestop asks it to fence the server
+FENCED_FILE=$RUN_DIR/fenced               # its answer: empty = fenced, else why not
 OPERATOR_USER=mysqlsts
 REPLICATION_USER=repl
 TLS_CA=$TLS_DIR/ca.crt
@@ -47,9 +51,6 @@ die() { log "ERROR: $*"; exit 1; }
 
 pod_fqdn() { printf '%s.%s.%s.svc.%s' "$1" "$HEADLESS_SERVICE" "$POD_NAMESPACE" "$CLUSTER_DOMAIN"; }
 SELF_FQDN=$(pod_fqdn "$POD_NAME")
-
-# Short pod name of a per-pod DNS name (or of a short name).
-pod_of() { printf '%s' "${1%%.*}"; }
 
 # A string as an SQL literal (default sql_mode: backslash escapes on).
 sql_quote() {
@@ -118,14 +119,6 @@ quietly() {
 
 server_alive() { sql_local -e 'SELECT 1' >/dev/null 2>&1; }
 
-wait_for_server() {
-  local deadline=$((SECONDS + ${1:-300}))
-  until server_alive; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
-
 # Pods of the set that DNS knows, self excluded. Ordinals are contiguous, so
 # stop after a few names in a row that do not resolve.
 peer_pods() {
@@ -144,7 +137,8 @@ peer_pods() {
   done
 }
 
-# One line describing a server, the same for both flavors:
+# One line describing a peer, the same for both flavors, for clone-mysql.sh's
+# donor choice (an init container of the backup image: no mysqlsts there):
 #   read_only source_host io_running sql_running lag gtid
 # read_only is 1 when fenced; source_host is "-" when not a replica.
 STATE_SQL_MARIADB="SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid\\G SHOW SLAVE STATUS\\G"
@@ -174,24 +168,7 @@ parse_state() {
 }
 
 # \G prints "*** 1. row ***" separators and "Key: value" lines.
-local_state() { sql_local -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
 peer_state() { sql_peer "$1" -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
-
-# MariaDB GTID positions: "domain-server-seq[,...]". True when every domain of
-# $1 is at or behind the same domain of $2 (the cheap check; the server's own
-# check on connect catches diverged histories at equal sequence numbers).
-mariadb_gtid_behind_or_equal() {
-  local mine=$1 theirs=$2 g d seq tseq
-  [[ $mine == "-" || -z $mine ]] && return 0
-  IFS=, read -ra parts <<<"$mine"
-  for g in "${parts[@]}"; do
-    d=${g%%-*}; seq=${g##*-}
-    tseq=$(tr ',' '\n' <<<"$theirs" | awk -F- -v d="$d" '$1 == d { print $3 }')
-    [[ -n $tseq ]] || return 1
-    ((seq <= tseq)) || return 1
-  done
-  return 0
-}
 
 record_primary() { printf '%s\n' "$1" >"$RECORDED_PRIMARY_FILE.tmp" && mv -f "$RECORDED_PRIMARY_FILE.tmp" "$RECORDED_PRIMARY_FILE"; }
 # GTID position of a prepared copy. The backup tool writes "binlog-file

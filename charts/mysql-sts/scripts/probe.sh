@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# Probes: liveness asks whether the server answers; readiness asks whether the
-# pod can serve its role: the primary is writable, a replica replicates with
-# both threads running and lag within MAX_LAG_SECONDS. The startup probe
-# passes once the server answers; it waits a little within one probe, first
-# for the server and then for the sidecar to settle the role, so a starting
-# pod turns ready without waiting out another probe period. prestop is the
-# server container's preStop hook, not a probe: it fences the server, then
-# waits for the Services to drop the pod.
+# Probes of the server container. Liveness asks whether the server answers.
+# Readiness reads the verdict of the agent container (mysqlsts agent), which
+# judges every second whether the pod can serve its role (the primary is
+# writable; a replica replicates with both threads running and lag within
+# MAX_LAG_SECONDS) and writes it to AGENT_READY_FILE: empty when ready, else
+# the reason. A verdict older than AGENT_STALE_SECONDS means the agent is not
+# running (or hangs): not ready. The startup probe passes once the server answers; it
+# waits a little within one probe, first for the server and then for the
+# agent to settle the role, so a starting pod turns ready without waiting out
+# another probe period. prestop is the server container's preStop hook, not a
+# probe: it asks the agent to fence the server, then waits for the Services to
+# drop the pod.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+AGENT_STALE_SECONDS=10
+
 # Why the pod cannot serve its role, or nothing when it can.
-# Fails only when the server does not answer.
 not_ready() {
-  local state ro host io sq lag
-  state=$(local_state) || return 1
-  read -r ro host io sq lag _ <<<"$state"
-  if [[ -e $QUARANTINE_FILE ]]; then echo "quarantined: errant transactions"
-  elif [[ $ro == 0 ]]; then :
-  elif [[ $host == - ]]; then echo "read-only and not replicating"
-  elif [[ $io != Yes || $sq != Yes ]]; then echo "replication threads: io=$io sql=$sq"
-  elif [[ $lag == - ]] || ((lag > MAX_LAG_SECONDS)); then echo "lag ${lag}s exceeds ${MAX_LAG_SECONDS}s"
+  local modified
+  modified=$(stat -c %Y "$AGENT_READY_FILE" 2>/dev/null) || { echo "no verdict from the agent yet"; return; }
+  if (($(date +%s) - modified > AGENT_STALE_SECONDS)); then
+    echo "the agent's verdict is older than ${AGENT_STALE_SECONDS}s: the agent is not running"
+  else
+    cat "$AGENT_READY_FILE"
   fi
-  return 0
 }
 
 # Poll a command every 0.1 s for up to $1 seconds.
@@ -35,7 +37,7 @@ within() {
   done
 }
 
-ready() { local reason; reason=$(not_ready 2>/dev/null) && [[ -z $reason ]]; }
+ready() { [[ -z $(not_ready) ]]; }
 
 case ${1:-} in
   startup)
@@ -46,21 +48,22 @@ case ${1:-} in
     server_alive || die "server does not answer"
     ;;
   readiness)
-    reason=$(not_ready) || die "server does not answer"
+    reason=$(not_ready)
     [[ -z $reason ]] || die "$reason"
     ;;
   prestop)
     # Fenced before SIGTERM, a primary stops taking writes: its clients get a
     # read-only error instead of a reset in the middle of a commit, and the
     # controller or the CLI hands over to a replica. A node that comes back
-    # boots fenced anyway. A transaction holding locks delays this at most 5 s.
-    if server_alive; then
-      if [[ $FLAVOR == mysql ]]; then fence="SET GLOBAL super_read_only = ON"; else fence="SET GLOBAL read_only = ON"; fi
-      if sql_local -e "SET SESSION lock_wait_timeout = 5; $fence"; then
-        log "fenced before the stop"
-      else
-        log "could not fence before the stop; stopping anyway"
-      fi
+    # boots fenced anyway. The agent fences (a transaction holding locks
+    # delays it 2 s at most, then it is ended); this waits 5 s at most.
+    rm -f "$FENCED_FILE"
+    : >"$STOP_REQUEST_FILE"
+    if within 5 test -e "$FENCED_FILE"; then
+      answer=$(cat "$FENCED_FILE")
+      log "${answer:-fenced before the stop}"
+    else
+      log "the agent did not fence the server within 5s; stopping anyway"
     fi
     sleep "${2:-0}"
     ;;

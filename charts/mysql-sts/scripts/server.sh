@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Main container: the database server with the config init-mysql wrote. It
-# always boots read-only; only the sidecar or the orchestrator promotes it.
+# always boots read-only; only the agent container or the orchestrator promotes it.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import ISOLATED_LABEL, ROLE_LABEL, Names, render_job, selector
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.decisions.topology import published_role
@@ -91,7 +92,7 @@ class KubernetesPlatform:
         annotations = sts["metadata"].get("annotations") or {}
         if VALUES_ANNOTATION not in annotations:
             raise OperationFailed(f"StatefulSet {self.name} was not created by mysqlsts (no {VALUES_ANNOTATION})")
-        return json.loads(annotations[VALUES_ANNOTATION])
+        return chart_values.upgrade(json.loads(annotations[VALUES_ANNOTATION]))
 
     def stored_passwords(self) -> dict[str, str]:
         secret = self.api.get("Secret", self.names.secret) or {}

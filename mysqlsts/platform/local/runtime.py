@@ -17,6 +17,7 @@ from typing import Any
 
 from mysqlsts import flavors
 from mysqlsts.chart import secrets
+from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import Names
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
@@ -61,7 +62,7 @@ class LocalPlatform:
         if not self.exists():
             raise BadInput(f"--name: no local cluster {self.name!r} under {self.layout.root.parent} "
                            "(bootstrap it first, or pass --state-dir)")
-        return read_json(self.layout.values_file)
+        return chart_values.upgrade(read_json(self.layout.values_file))
 
     def passwords(self) -> dict[str, str]:
         return read_json(self.layout.secret_file)
@@ -363,7 +364,7 @@ class LocalPlatform:
             lines.append(f"{name}/{cname}: {c}")
         containers = status.get("containers", {})
         failing = [c for c, s in containers.items() if s.get("state") not in ("running", "completed")] or \
-            ["sidecar", "mysql"]
+            ["agent", "mysql"]
         for cname in failing:
             log = pod.log(cname)
             if log.is_file():

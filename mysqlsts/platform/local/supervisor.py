@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mysqlsts
 from mysqlsts.chart.render import Names
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.platform.local import netns
@@ -143,10 +144,17 @@ class Pod:
                 env[var["name"]] = self.pod.name
         env["BIND_ADDRESS"] = self.address  # the pod's own address: every pod shares this host's network
         env["MYSQL_OS_USER"] = getpass.getuser()
+        if container.get("command", [None])[0] == "mysqlsts":  # this very mysqlsts (see command)
+            env["PYTHONPATH"] = str(Path(mysqlsts.__file__).resolve().parent.parent)
         return env
 
     def command(self, container: dict[str, Any], argv: list[str]) -> list[str]:
-        return [self.localize(container, a) for a in argv]
+        """The container's command with its paths localized. The one rule for the mysqlsts image: a
+        command that starts with `mysqlsts` runs this very mysqlsts, as `python -m mysqlsts`."""
+        argv = [self.localize(container, a) for a in argv]
+        if argv and argv[0] == "mysqlsts":
+            return [sys.executable, "-m", "mysqlsts", *argv[1:]]
+        return argv
 
     # -- containers --------------------------------------------------------------------------
 
@@ -205,7 +213,10 @@ class Pod:
         return result.returncode == 0
 
     def run(self) -> int:
-        shutil.rmtree(self.pod.volumes["tools"], ignore_errors=True)  # an emptyDir: new with every pod
+        # emptyDirs: new with every pod. The run folder outlives a pod whose supervisor was killed (a
+        # machine's reboot), and the agent's readiness verdict there is about the old pod's server.
+        for volume in ("tools", "run"):
+            shutil.rmtree(self.pod.volumes[volume], ignore_errors=True)
         for d in (*self.pod.volumes.values(), self.pod.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
@@ -256,7 +267,7 @@ class Pod:
     def shutdown(self) -> int:
         self.status["ready"] = False
         self.set_phase("Terminating")
-        for name in reversed(list(self.procs)):  # sidecar first, then the server
+        for name in reversed(list(self.procs)):  # clone listener and agent first, then the server
             proc = self.procs[name]
             if proc.poll() is None:
                 proc.terminate()
