@@ -12,6 +12,8 @@ from mysqlsts.chart import kubeschema, secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render, to_stream
 
+ROOT = Path(__file__).resolve().parent.parent
+
 DATA = Path(__file__).parent / "data"
 VARIANTS = {
     "mysql-default": ([], []),
@@ -102,6 +104,16 @@ def test_statefulset_shape(rendered):
         assert container["command"][:2] == ["bash", f"/opt/mysqlsts/scripts/{container['command'][1].split('/')[-1]}"]
     for container in pod["containers"]:  # the agent reads the same environment as the scripts
         assert container["env"] == server["env"]
+    # The mysqlsts image is installed at /opt/mysqlsts (Dockerfile): nothing may be mounted over it in the
+    # agent's container, or `mysqlsts` is gone; what it reads (data, run, secrets, TLS) is mounted.
+    installed = "/opt/mysqlsts"
+    assert f"python3 -m venv {installed}" in (ROOT / "Dockerfile").read_text()
+    paths = [m["mountPath"] for m in agent["volumeMounts"]]
+    assert not [p for p in paths if installed == p or installed.startswith(p.rstrip("/") + "/")
+                or p.startswith(installed + "/")], paths
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    for var in ("PV_DIR", "RUN_DIR", "SECRETS_DIR", "TLS_DIR"):
+        assert env[var] in paths, var
 
 
 def test_a_hung_agent_is_restarted(rendered, tmp_path):

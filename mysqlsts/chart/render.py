@@ -183,6 +183,9 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "script_env": script_env(values),
         "mounts": mounts,
         "secret_mounts": mounts + secret_mounts,
+        # The agent runs from the mysqlsts image, whose own installation is at /opt/mysqlsts: the ConfigMap
+        # mounted there would hide it. It needs none of the scripts, the config or the tools.
+        "agent_mounts": [m for m in mounts + secret_mounts if m["name"] not in ("config", "conf", "tools")],
         "secret_volumes": secret_volumes(values),
         "tools_dir": POD_PATHS["TOOLS_DIR"],
         "agent_ready_file": AGENT_READY_FILE,
