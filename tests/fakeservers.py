@@ -566,7 +566,8 @@ class FakeServers:
         self.world = world
 
     @contextmanager
-    def operator(self, host: str, timeout: float, read_timeout: float | None = None) -> Iterator[FakeSession]:
+    def operator(self, host: str, timeout: float, read_timeout: float | None = None,
+                 settle: float = 0.0) -> Iterator[FakeSession]:
         w = self.world
         with w.lock:
             s = w.by_host(host)

@@ -30,7 +30,7 @@ from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.server import Server
-from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.orchestrator.cluster import DNS_SETTLE_SECONDS, Cluster
 from mysqlsts.output import progress
 
 
@@ -62,7 +62,9 @@ class Roles:
 
     def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
         """One node, through the database seam; `wait`: seconds a statement on it may block (GTID waits)."""
-        return self.cluster.servers.operator(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5)
+        # It answered a moment ago: a name that does not resolve now is the DNS settling after a restart.
+        return self.cluster.servers.operator(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5,
+                                             settle=DNS_SETTLE_SECONDS)
 
     # -- planned -------------------------------------------------------------------------------
 
