@@ -111,6 +111,7 @@ def test_a_fenced_node_joins_the_one_writable_peer_and_turns_ready(env):
     assert a.step() is None
     assert me.calls == [("replicate_from", "mysql-0.mysql.default.svc.cluster.local", True)]
     assert env.ready_file.read_text() == ""
+    assert env.role_file.read_text() == "replica"  # a donor for a new pod's clone
     assert env.recorded_primary_file.read_text() == "mysql-0\n"
     a.step()
     assert len(me.calls) == 1  # settled: the next look changes nothing
@@ -185,8 +186,10 @@ def test_the_clone_gtids_are_applied_once_before_the_role_is_settled(env):
 
 def test_a_starting_agent_replaces_the_verdict_an_earlier_one_left(env):
     env.ready_file.write_text("")  # ready, said the agent before its container restarted
+    env.role_file.write_text("replica")
     agent(env, FakeServer("mysql-1"))
     assert env.ready_file.read_text() == "the agent is starting"
+    assert env.role_file.read_text() == "none"
 
 
 def test_a_server_that_does_not_answer_is_not_ready(env):
@@ -195,6 +198,7 @@ def test_a_server_that_does_not_answer_is_not_ready(env):
     a = agent(env, primary(), me)
     assert a.step().startswith("server: Can't connect")
     assert env.ready_file.read_text().startswith("server: ")
+    assert env.role_file.read_text() == "none"
 
 
 def test_a_stop_request_fences_answers_and_stops_settling(env):

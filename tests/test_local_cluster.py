@@ -293,8 +293,8 @@ def test_clone_port_rejects_a_wrong_secret(cluster):
     with tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
                                                      server_hostname=host) as s:
         f = s.makefile("rwb")
-        nonce = f.readline().strip()
-        assert len(nonce) == 32
+        nonce, role = f.readline().decode().split()
+        assert len(nonce) == 32 and role in ("primary", "replica")
         f.write(b"0" * 64 + b" intruder\n")
         f.flush()
         s.settimeout(10)
@@ -321,8 +321,9 @@ def test_the_clone_port_speaks_only_tls_to_holders_of_a_cluster_certificate(clus
     with tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
                                                      server_hostname=host) as s:
         assert s.getpeercert()["subjectAltName"]
-        nonce = s.makefile("rb").readline().strip()
+        nonce, role = s.makefile("rb").readline().decode().split()
         assert len(nonce) == 32 and nonce.isalnum()  # the challenge, only now
+        assert role in ("primary", "replica")  # what the pod can serve as, by its agent's verdict
     for pod in ("mysql-1", "mysql-2"):
         log = (cluster.state / "mysql" / "pods" / pod / "logs" / "clone-mysql.log").read_text()
         assert "clone complete" in log

@@ -7,7 +7,7 @@ import pytest
 
 from mysqlsts.decisions.failover import Node
 from mysqlsts.decisions.gtid import parse
-from mysqlsts.decisions.node import NodeAction, readiness, settle
+from mysqlsts.decisions.node import NodeAction, readiness, serving_role, settle
 from mysqlsts.model import ServerState
 
 U0 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"  # mysql-0's server_uuid
@@ -121,3 +121,11 @@ READINESS = [
 @pytest.mark.parametrize(("case", "s", "quarantined", "verdict"), READINESS, ids=[c[0] for c in READINESS])
 def test_readiness(case, s, quarantined, verdict):
     assert readiness(s, quarantined, max_lag=30) == verdict
+
+
+@pytest.mark.parametrize(("case", "s", "quarantined", "verdict"), READINESS, ids=[c[0] for c in READINESS])
+def test_a_pod_offers_itself_as_a_clone_donor_only_when_ready(case, s, quarantined, verdict):
+    """What the clone listener tells a new pod choosing its donor, from the same verdict."""
+    role = serving_role(s, readiness(s, quarantined, max_lag=30))
+    assert role == ("none" if verdict is not None else "primary" if s.writable else "replica")
+    assert serving_role(None, "server: gone") == "none"

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -221,7 +223,8 @@ def test_the_backup_tool_gets_its_password_from_a_0600_option_file(tmp_path):
     proc = subprocess.Popen(["bash", str(SCRIPTS / "clone-serve.sh")], env={**env, "RECORD": str(record)},
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout and proc.stdin
-    nonce = proc.stdout.readline().decode().strip()
+    nonce, role = proc.stdout.readline().decode().split()
+    assert role == "none"  # no agent verdict here
     answer = hashlib.sha256(f"{nonce}:{PASSWORDS['clone-secret']}".encode()).hexdigest()
     proc.stdin.write(f"{answer} mysql-2\n".encode())
     proc.stdin.close()
@@ -252,7 +255,10 @@ def test_replication_and_the_clone_stream_are_configured_for_verified_tls():
     assert "OPENSSL-LISTEN:$CLONE_PORT" in listener and "TCP-LISTEN" not in listener
     assert "cafile=$TLS_CA,verify=1" in listener
     clone = (SCRIPTS / "clone-mysql.sh").read_text()
-    assert '"OPENSSL:$(pod_fqdn "$donor"):$CLONE_PORT,cafile=$TLS_CA,cert=$TLS_CERT,key=$TLS_KEY,verify=1' in clone
+    # Every connection to a peer's listener (the role probe and the stream) goes through tls_to.
+    assert "printf 'OPENSSL:%s:%s,cafile=%s,cert=%s,key=%s,verify=1," in clone
+    assert '"$(pod_fqdn "$1")" "$CLONE_PORT" "$TLS_CA" "$TLS_CERT" "$TLS_KEY"' in clone
+    assert len(re.findall(r"(?m)^[^#]*\bsocat -", clone)) == 2 and clone.count("\"$(tls_to \"") == 2
     assert "/dev/tcp" not in clone
 
 
@@ -309,3 +315,29 @@ def test_secret_volume_files_on_the_local_runtime_are_read_only(tmp_path):
     env = pod.env(container)
     assert env["SECRETS_DIR"] == str(layout.pod("mysql-1").dir / "secrets")
     assert not any(v in passwords.values() for v in env.values())
+
+
+def test_a_role_probe_gets_the_agents_fresh_verdict_and_no_backup(tmp_path):
+    """clone-serve.sh says what the pod can serve as with its challenge (clone-mysql.sh chooses its
+    donor by it) and ends at once, with no backup, for a peer that only probes."""
+    env = secret_files(tmp_path)
+    record = tmp_path / "record"
+    tools = tmp_path / "tools"
+    (tools / "mariabackup").write_text(FAKE_BACKUP)
+    (tools / "mariabackup").chmod(0o755)
+    role_file = tmp_path / "run" / "agent-role"
+
+    def probe() -> str:
+        result = subprocess.run(["bash", str(SCRIPTS / "clone-serve.sh")], env={**env, "RECORD": str(record)},
+                                input=b"probe mysql-3\n", capture_output=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        nonce, role = result.stdout.decode().split()
+        assert len(nonce) == 32
+        return role
+
+    assert probe() == "none"  # no verdict: the agent is not running
+    role_file.write_text("replica")
+    assert probe() == "replica"
+    os.utime(role_file, (time.time() - 60, time.time() - 60))
+    assert probe() == "none"  # a stale verdict is no verdict
+    assert not Path(f"{record}.args").exists()  # the backup tool never ran

@@ -33,7 +33,7 @@ from pathlib import Path
 from mysqlsts.agent.podenv import PodEnv
 from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import Node, node_of_state
-from mysqlsts.decisions.node import NodeAction, NodeDecision, readiness, settle
+from mysqlsts.decisions.node import NodeAction, NodeDecision, readiness, serving_role, settle
 from mysqlsts.decisions.topology import pod_of
 from mysqlsts.model import ServerError, ServerState
 from mysqlsts.mysql.server import Server, Servers
@@ -87,6 +87,7 @@ class Agent:
             self.env.bootstrap_marker.unlink()
         # A verdict left by an earlier agent (a restarted container) is about a server it last saw.
         write_quick(self.env.ready_file, "the agent is starting")
+        write_quick(self.env.role_file, "none")
         first = ", the cluster's first primary" if self.fresh_primary else ""
         self.log(f"started ({self.env.flavor} server at {self.env.socket}{first})")
 
@@ -124,11 +125,13 @@ class Agent:
             reason = f"unreadable GTIDs: {e}"
         self.say(reason)
         write_quick(self.env.ready_file, reason)
+        write_quick(self.env.role_file, serving_role(None, reason))
         return reason
 
     def verdict(self, state: ServerState) -> str | None:
         reason = readiness(state, self.env.quarantine_file.exists(), self.env.max_lag)
         write_quick(self.env.ready_file, reason or "")
+        write_quick(self.env.role_file, serving_role(state, reason))
         return reason
 
     def say(self, message: str) -> None:

@@ -79,6 +79,10 @@ class PodEnv:
         return self.run_dir / "agent-ready"
 
     @property
+    def role_file(self) -> Path:  # what the pod can serve as, for clone donors: primary, replica or none
+        return self.run_dir / "agent-role"
+
+    @property
     def stop_request_file(self) -> Path:  # probe.sh prestop: fence the server, the pod is going away
         return self.run_dir / "stopping"
 

@@ -72,6 +72,14 @@ def settle(own: Node, peers: list[Node], fresh_primary: bool) -> NodeDecision:
                                          "waiting")
 
 
+def serving_role(state: ServerState | None, not_ready: str | None) -> str:
+    """What the pod can serve as right now, for a new pod choosing a clone donor (a ready replica
+    spares the primary): `primary`, `replica`, or `none` when it is not ready or does not answer."""
+    if state is None or not_ready is not None:
+        return "none"
+    return "primary" if state.writable else "replica"
+
+
 def readiness(state: ServerState, quarantined: bool, max_lag: int) -> str | None:
     """Why the pod cannot serve its role, or None when it can: the primary is writable, a replica
     replicates with both threads running and lag within max_lag. The same conditions as a replica's

@@ -14,29 +14,36 @@ fi
 rm -rf "$STAGING_DIR" "$CLONE_GTID_FILE"
 mkdir -p "$STAGING_DIR"
 
-# Choose the donor from what the peers say about themselves. Pods start in
+# The peers' clone listeners say what each pod can serve as, by its agent's
+# verdict (the one readiness rule, decisions/node.py): a ready replica donates
+# when there is one (so the primary is spared), else the primary. Pods start in
 # parallel: a peer may still be starting, so look again for a while.
+tls_to() { printf 'OPENSSL:%s:%s,cafile=%s,cert=%s,key=%s,verify=1,connect-timeout=%s' \
+  "$(pod_fqdn "$1")" "$CLONE_PORT" "$TLS_CA" "$TLS_CERT" "$TLS_KEY" "$2"; }
+# -t 5: after our one line, wait for the listener's (it starts a script first).
+peer_role() {
+  printf 'probe %s\n' "$POD_NAME" | timeout 10 socat -t 5 - "$(tls_to "$1" 3)" 2>/dev/null | head -n 1 | cut -s -d' ' -f2
+}
 choose_donor() {
-  primary="" best_replica="" best_lag=""
+  primary="" donor="" role=""
   while read -r peer; do
     [[ -n $peer ]] || continue
-    state=$(peer_state "$(pod_fqdn "$peer")" 2>/dev/null) || { log "peer $peer does not answer"; continue; }
-    read -r ro _host io sq lag _gtid <<<"$state"
-    if [[ $ro == 0 ]]; then
-      primary=$peer
-    elif [[ $io == Yes && $sq == Yes && $lag != - ]] && ((lag <= MAX_LAG_SECONDS)); then
-      if [[ -z $best_replica ]] || ((lag < best_lag)); then best_replica=$peer best_lag=$lag; fi
-    fi
+    role=$(peer_role "$peer" || true) # the first line is all we need, however socat ends
+    case $role in
+      replica) [[ -n $donor ]] || donor=$peer ;;
+      primary) primary=$peer ;;
+      *) log "peer $peer cannot donate (${role:-its clone listener does not answer})" ;;
+    esac
   done < <(peer_pods)
-  donor=${best_replica:-$primary}
+  donor=${donor:-$primary}
   [[ -n $donor ]]
 }
 deadline=$((SECONDS + ${DONOR_WAIT_SECONDS:-300}))
 until choose_donor; do
-  ((SECONDS < deadline)) || die "no donor: no peer is a writable primary or a healthy replica; will retry"
+  ((SECONDS < deadline)) || die "no donor: no peer is a ready primary or replica; will retry"
   sleep 3
 done
-log "cloning from $donor ($([[ $donor == "$primary" ]] && echo primary || echo "replica, lag ${best_lag}s"))"
+log "cloning from $donor ($([[ $donor == "$primary" ]] && echo primary || echo "a ready replica"))"
 
 # TLS both ways (socat checks the donor's certificate against the cluster's
 # CA and its per-pod DNS name, and shows it ours), then the clone secret: the
@@ -45,13 +52,12 @@ tls_log=$(mktemp "${TMPDIR:-/tmp}/mysqlsts-clone-tls.XXXXXX")
 trap 'rm -f "$tls_log"' EXIT
 tls_failed() { die "$1 (TLS to $donor: $(tail -n 3 "$tls_log" | tr '\n' ' '))"; }
 coproc donor_stream {
-  exec socat - "OPENSSL:$(pod_fqdn "$donor"):$CLONE_PORT,cafile=$TLS_CA,cert=$TLS_CERT,key=$TLS_KEY,verify=1,connect-timeout=10" \
-    2>"$tls_log"
+  exec socat - "$(tls_to "$donor" 10)" 2>"$tls_log"
 }
 # Our own copies: bash closes the coproc's descriptors once socat exits, which
 # may be before the last of the stream has been read from the pipe.
 { exec 3<&"${donor_stream[0]}" 4>&"${donor_stream[1]}"; } 2>/dev/null || tls_failed "cannot connect to $donor:$CLONE_PORT"
-read -r -t 10 nonce <&3 || tls_failed "donor $donor sent no challenge"
+read -r -t 10 nonce _ <&3 || tls_failed "donor $donor sent no challenge"
 answer=$(clone_answer "$nonce")
 printf '%s %s\n' "$answer" "$POD_NAME" >&4
 started=$SECONDS

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # One clone request, on a connection handed over by clone-listen.sh's socat, which
 # already ran TLS and checked the peer's certificate against the cluster's CA:
-# challenge the peer, and only if it proves it holds the clone secret, stream
-# a hot backup, followed by a completion marker.
+# challenge the peer (with the challenge, say what this pod can serve as, by its
+# agent's verdict: a new pod chooses its donor by it), and only if it proves it
+# holds the clone secret, stream a hot backup, followed by a completion marker.
+# A peer that answers "probe" only wanted to know the role.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 nonce=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-printf '%s\n' "$nonce"
+printf '%s %s\n' "$nonce" "$(agent_role)"
 read -r -t 10 answer peer || die "clone request without an answer; dropped"
+[[ $answer == probe ]] && exit 0
 if [[ $answer != "$(clone_answer "$nonce")" ]]; then
   log "clone request from ${peer:-?} rejected: wrong clone secret"
   exit 1

@@ -31,6 +31,8 @@ BOOTSTRAP_MARKER=$PV_DIR/bootstrap-primary # init-mysql just created the first p
 SOCKET=$RUN_DIR/mysqld.sock
 # The agent container (mysqlsts agent, mysqlsts/agent/podenv.py names the same files):
 AGENT_READY_FILE=$RUN_DIR/agent-ready     # its readiness verdict, rewritten every second: empty = ready
+AGENT_ROLE_FILE=$RUN_DIR/agent-role       # with it, what the pod can serve as: primary, replica or none
+AGENT_STALE_SECONDS=10                    # an older verdict means the agent is not running (or hangs)
 STOP_REQUEST_FILE=$RUN_DIR/stopping       # probe.sh prestop asks it to fence the server
 FENCED_FILE=$RUN_DIR/fenced               # its answer: empty = fenced, else why not
 OPERATOR_USER=mysqlsts
@@ -87,13 +89,6 @@ sql_local() {
     --socket="$SOCKET" --connect-timeout=3 -B "$@"
 }
 
-# SQL against a peer by its per-pod DNS name, as the operator.
-sql_peer() {
-  local host=$1; shift
-  "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" operator-password) \
-    --host="$host" --port="$MYSQL_PORT" --protocol=TCP --connect-timeout=2 -B "$@"
-}
-
 # Error text with every secret replaced: the client echoes failing statements,
 # and a syntax error quotes the text near it.
 redact() {
@@ -137,38 +132,17 @@ peer_pods() {
   done
 }
 
-# One line describing a peer, the same for both flavors, for clone-mysql.sh's
-# donor choice (an init container of the backup image: no mysqlsts there):
-#   read_only source_host io_running sql_running lag gtid
-# read_only is 1 when fenced; source_host is "-" when not a replica.
-STATE_SQL_MARIADB="SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid\\G SHOW SLAVE STATUS\\G"
-STATE_SQL_MYSQL="SELECT @@GLOBAL.read_only OR @@GLOBAL.super_read_only AS ro,
-  REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid\\G SHOW REPLICA STATUS\\G"
-state_sql() { if [[ $FLAVOR == mysql ]]; then printf '%s' "$STATE_SQL_MYSQL"; else printf '%s' "$STATE_SQL_MARIADB"; fi; }
-
-parse_state() {
-  awk -v flavor="$FLAVOR" '
-    {
-      sub(/^[ \t]+/, "")
-      k = $1; sub(/:$/, "", k); $1 = ""; sub(/^ /, "")
-      v[k] = $0
-    }
-    END {
-      host = (flavor == "mysql") ? v["Source_Host"] : v["Master_Host"]
-      io = (flavor == "mysql") ? v["Replica_IO_Running"] : v["Slave_IO_Running"]
-      sq = (flavor == "mysql") ? v["Replica_SQL_Running"] : v["Slave_SQL_Running"]
-      lag = (flavor == "mysql") ? v["Seconds_Behind_Source"] : v["Seconds_Behind_Master"]
-      if (host == "") host = "-"
-      if (io == "") io = "-"
-      if (sq == "") sq = "-"
-      if (lag == "" || lag == "NULL") lag = "-"
-      gtid = (v["gtid"] == "") ? "-" : v["gtid"]
-      print v["ro"], host, io, sq, lag, gtid
-    }'
+# What this pod can serve as, by its agent's verdict (a stale one means the
+# agent is not running): primary, replica (ready) or none.
+agent_role() {
+  local modified
+  if modified=$(stat -c %Y "$AGENT_ROLE_FILE" 2>/dev/null) &&
+    (($(date +%s) - modified <= AGENT_STALE_SECONDS)) && [[ -s $AGENT_ROLE_FILE ]]; then
+    cat "$AGENT_ROLE_FILE"
+  else
+    echo none
+  fi
 }
-
-# \G prints "*** 1. row ***" separators and "Key: value" lines.
-peer_state() { sql_peer "$1" -e "$(state_sql)" | grep -v '^\*\*\*' | parse_state; }
 
 record_primary() { printf '%s\n' "$1" >"$RECORDED_PRIMARY_FILE.tmp" && mv -f "$RECORDED_PRIMARY_FILE.tmp" "$RECORDED_PRIMARY_FILE"; }
 # GTID position of a prepared copy. The backup tool writes "binlog-file

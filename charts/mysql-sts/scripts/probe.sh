@@ -15,7 +15,6 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-AGENT_STALE_SECONDS=10
 
 # Why the pod cannot serve its role, or nothing when it can.
 not_ready() {
