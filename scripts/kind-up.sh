@@ -97,4 +97,5 @@ echo "export KUBECONFIG=$KIND_KUBECONFIG"
 # Small CPU and memory requests: five database pods, the controller and the
 # in-cluster Jobs share one node with the control plane.
 echo "export MYSQLSTS_KIND_SETS='images.tools=$MYSQLSTS_IMAGE $image_sets images.pullPolicy=Never" \
-  "pod.resources.server.requests.cpu=50m pod.resources.server.requests.memory=256Mi'"
+  "pod.resources.server.requests.cpu=50m pod.resources.server.requests.memory=256Mi" \
+  "pod.resources.agent.requests.cpu=10m pod.resources.clone.requests.cpu=10m'"
