@@ -135,6 +135,9 @@ class World:
         self.namespace = namespace
         self.clock = FakeClock()
         self.lock = threading.RLock()
+        # pod -> until when (fake clock) its per-pod name does not resolve yet: a pod re-created a moment
+        # ago, whose name one cluster DNS replica still has cached as absent
+        self.unresolved: dict[str, float] = {}
         self.events: list[Event] = []
         self.violations: list[Violation] = []
         self.acked: list[Txn] = []  # commits a client got OK for
@@ -440,7 +443,8 @@ class World:
     def by_host(self, host: str) -> FakeServer | None:
         if host == self.platform.primary_fqdn():
             return self.servers.get(self.platform.primary or "")
-        return next((s for s in self.servers.values() if s.fqdn == host), None)
+        s = next((s for s in self.servers.values() if s.fqdn == host), None)
+        return None if s is not None and self.clock.now < self.unresolved.get(s.name, 0.0) else s
 
     def reach(self, s: FakeServer, host: str, timeout: float, statement: bool) -> None:
         """Raise what a client meets on a server that is down, hung or cut off."""

@@ -397,6 +397,18 @@ def test_switchover(env, to, apply_seconds, writers, expected):
     assert_healthy(world, expected)
 
 
+def test_a_switchover_waits_for_a_ready_replica_whose_name_is_still_settling(env):
+    """A replica re-created a moment ago (a template roll) is ready, but its name does not resolve
+    everywhere yet: left out of the switchover, it would go on following the old primary."""
+    world = env.world
+    world.commit(n=2)
+    world.unresolved[P1] = world.clock.now + 10
+    report = env.roles().switchover(to=P2)
+    assert report["to"] == P2
+    assert world.clock.now >= world.unresolved[P1]  # it waited for the name
+    assert_healthy(world, P2)  # mysql-1 follows the new primary
+
+
 SWITCHOVER_FAILS = [
     # id, what happens to the candidate while it should catch up
     pytest.param("slow", id="candidate-cannot-catch-up-in-time"),

@@ -60,6 +60,19 @@ class Roles:
                  if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor) for v in views]
 
+    def look_settled(self) -> tuple[list[PodView], list[Node]]:
+        """For a planned change: a pod that is ready but does not answer was just re-created and its name
+        is still settling in the cluster DNS (a replica rolled a moment ago). Left out, it would not be
+        repointed and would go on following the old primary: wait for it, up to the DNS settle window."""
+        deadline = time.monotonic() + DNS_SETTLE_SECONDS
+        while True:
+            views, nodes = self.look()
+            silent = [v.name for v in views if v.ready and v.state is None]
+            if not silent or time.monotonic() > deadline:
+                return views, nodes
+            progress(f"waiting for {', '.join(silent)} to answer: ready, so its name is still settling")
+            time.sleep(1.0)
+
     def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
         """One node, through the database seam; `wait`: seconds a statement on it may block (GTID waits)."""
         # It answered a moment ago: a name that does not resolve now is the DNS settling after a restart.
@@ -69,7 +82,7 @@ class Roles:
     # -- planned -------------------------------------------------------------------------------
 
     def switchover(self, to: str | None = None) -> dict[str, Any]:
-        views, nodes = self.look()
+        views, nodes = self.look_settled()
         primary = observed_primary(views)
         if primary is None:
             raise OperationFailed("no single writable primary to switch over from; use `mysqlsts failover`")
