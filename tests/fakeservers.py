@@ -177,7 +177,7 @@ class World:
             by: dict[str, list[tuple[int, int]]] = {}
             for t in txns:
                 by.setdefault(t.origin, []).append((t.seq, t.seq))
-            return str(gtid.MysqlGtidSet({u: _merge(iv) for u, iv in by.items()}))
+            return str(gtid.MysqlGtidSet({u: gtid._merge(iv) for u, iv in by.items()}))
         last: dict[int, tuple[int, int]] = {}
         for t in txns:
             last[t.domain] = (int(t.origin), t.seq)
@@ -462,16 +462,6 @@ class World:
         """The Controller's `log`: its JSON lines become events `controller:<event>`."""
         with self.lock:
             self.events.append(Event(f"controller:{event}", fields.get("pod"), fields))
-
-
-def _merge(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(intervals):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
 
 
 class FakeSession:
