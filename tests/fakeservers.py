@@ -124,6 +124,10 @@ class FakeServer:
     role_label: str | None = None
 
 
+def address_of(s: FakeServer) -> str:
+    return f"10.0.0.{s.ordinal + 10}"
+
+
 class World:
     """The servers, the platform and the seam of one fake cluster, behind one lock."""
 
@@ -440,6 +444,10 @@ class World:
             io_errno=s.io_errno,
         )
 
+    def by_address(self, address: str) -> FakeServer | None:
+        """A pod's address reaches it whatever its name resolves to."""
+        return next((s for s in self.servers.values() if address_of(s) == address), None)
+
     def by_host(self, host: str) -> FakeServer | None:
         if host == self.platform.primary_fqdn():
             return self.servers.get(self.platform.primary or "")
@@ -561,10 +569,10 @@ class FakeServers:
 
     @contextmanager
     def operator(self, host: str, timeout: float, read_timeout: float | None = None,
-                 settle: float = 0.0) -> Iterator[FakeSession]:
+                 address: str | None = None) -> Iterator[FakeSession]:
         w = self.world
         with w.lock:
-            s = w.by_host(host)
+            s = w.by_address(address) if address else w.by_host(host)
             if s is None:
                 raise ServerError(host, f"Unknown MySQL server host '{host}'", 2005)
             w._hook("connect", s.name)
@@ -625,7 +633,7 @@ class FakePlatform:
             for s in w.servers.values():
                 up = s.running and s.status == "up"
                 ready = up and not s.quarantined and (not s.read_only or (s.connected and s.sql_on))
-                out.append(PodInfo(name=s.name, ordinal=s.ordinal, fqdn=s.fqdn, address=f"10.0.0.{s.ordinal + 10}",
+                out.append(PodInfo(name=s.name, ordinal=s.ordinal, fqdn=s.fqdn, address=address_of(s),
                                    running=s.running, ready=ready, phase="Running" if s.running else "Stopped",
                                    restarts=0, has_data=s.has_data, quarantined=s.quarantined,
                                    started=s.running and s.status != "dead", role_label=s.role_label))
@@ -719,7 +727,7 @@ def patch_time(monkeypatch, clock: FakeClock, world: World) -> None:
     fake = clock.module()
     for module in (failover_module, controller_module, cluster_module, tenacity, tenacity.nap):
         monkeypatch.setattr(module, "time", fake)
-    addresses = {s.fqdn: f"10.0.0.{s.ordinal + 10}" for s in world.servers.values()}
+    addresses = {s.fqdn: address_of(s) for s in world.servers.values()}
     monkeypatch.setattr(cluster_module, "resolve", addresses.get)
 
 

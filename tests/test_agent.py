@@ -76,7 +76,7 @@ class FakeServers:
         self.by_host = {f"{s.name}.mysql.default.svc.cluster.local": s for s in servers}
 
     @contextmanager
-    def operator(self, host: str, timeout: float, read_timeout: float | None = None, settle: float = 0.0):
+    def operator(self, host: str, timeout: float, read_timeout: float | None = None, address: str | None = None):
         server = self.by_host.get(host)
         if server is None or not server.answers:
             raise ServerError(host, "Can't connect", 2002)

@@ -397,15 +397,16 @@ def test_switchover(env, to, apply_seconds, writers, expected):
     assert_healthy(world, expected)
 
 
-def test_a_switchover_waits_for_a_ready_replica_whose_name_is_still_settling(env):
-    """A replica re-created a moment ago (a template roll) is ready, but its name does not resolve
-    everywhere yet: left out of the switchover, it would go on following the old primary."""
+def test_a_switchover_reaches_a_replica_whose_name_is_still_settling_at_its_address(env):
+    """A replica re-created a moment ago (a template roll) is ready, but its name does not reach it
+    everywhere yet (a DNS cache still holds the old pod's address, seen on kind): the switchover goes
+    to the pod's own address at once, and the replica is repointed with the others."""
     world = env.world
     world.commit(n=2)
-    world.unresolved[P1] = world.clock.now + 10
+    world.unresolved[P1] = world.clock.now + 30
     report = env.roles().switchover(to=P2)
     assert report["to"] == P2
-    assert world.clock.now >= world.unresolved[P1]  # it waited for the name
+    assert world.clock.now < world.unresolved[P1]  # nothing waited for the name
     assert_healthy(world, P2)  # mysql-1 follows the new primary
 
 
@@ -433,6 +434,44 @@ def test_a_failed_switchover_gives_writes_back_to_the_old_primary(env, what):
     assert world.writable() == {P0} and world.platform.primary == P0
     for kind in ("become_source", "replicate_from", "set_primary"):
         assert not world.happened(kind, since=start), kind
+    assert world.violations == []
+    world.commit()
+
+
+def test_a_candidate_that_dies_as_it_becomes_the_source_gives_writes_back_to_the_old_primary(env):
+    """Caught up, then gone before it took a write: the old primary is the only safe writer left."""
+    world = env.world
+    world.commit(n=2)
+    world.before("become_source", P1, lambda w: w.kill(P1))
+    start = world.mark()
+
+    with pytest.raises(OperationFailed, match="mysql-0 is writable again"):
+        env.roles().switchover(to=P1)
+
+    kinds_in_order(world, ("fence", P0), ("wait_applied", P1), ("unfence", P0), since=start)
+    assert world.writable() == {P0} and world.platform.primary == P0
+    assert not world.happened("set_primary", since=start)
+    assert world.violations == []
+    world.commit()
+
+
+@pytest.mark.parametrize("op", ["switchover", "failover"])
+def test_a_replica_that_dies_before_it_is_repointed_does_not_stop_the_promotion(env, op):
+    """One replica gone mid-change (or its name cached at an old address, as on kind) must not leave the
+    cluster with no writable node: the others go on, and the report names the one left behind."""
+    world = env.world
+    world.commit(n=2)
+    if op == "failover":
+        world.kill(P0)
+    world.before("replicate_from", P2, lambda w: w.kill(P2))
+    start = world.mark()
+
+    roles = env.roles()
+    report = roles.switchover(to=P1) if op == "switchover" else roles.failover()
+
+    assert report["to"] == P1 and list(report["not_repointed"]) == [P2]
+    assert world.writable() == {P1} and world.platform.primary == P1
+    kinds_in_order(world, ("become_source", P1), ("unfence", P1), ("set_primary", P1), since=start)
     assert world.violations == []
     world.commit()
 

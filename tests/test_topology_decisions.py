@@ -104,9 +104,9 @@ def test_verify_waits_for_a_new_pods_dns_name_then_gives_up_after_the_settle_win
     from mysqlsts.orchestrator import cluster as cluster_module
 
     stale = [*healthy(), view(3, REPLICA, resolved=None)]
-    flapping = [*healthy(), view(3, None, error="Can't connect to MySQL server on 'mysql-3' (timed out)")]
+    old_address = [*healthy(), view(3, REPLICA, resolved="127.1.1.99")]  # the pod it replaced
     fresh = [*healthy(), view(3, REPLICA)]
-    seen = iter([stale, flapping, fresh])
+    seen = iter([stale, old_address, fresh])
     c = cluster_module.Cluster.__new__(cluster_module.Cluster)
     monkeypatch.setattr(cluster_module.time, "sleep", lambda s: None)
     monkeypatch.setattr(c, "observe", lambda: next(seen))

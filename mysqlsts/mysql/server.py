@@ -5,13 +5,11 @@ fake of the tests (tests/fakeservers.py)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 import pymysql
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from mysqlsts.decisions import gtid
 from mysqlsts.errors import failing_as
@@ -43,8 +41,8 @@ class Server(Protocol):
 class Servers(Protocol):
     """How the orchestrator reaches servers: by a per-pod DNS name (or the primary's name)."""
 
-    def operator(self, host: str, timeout: float, read_timeout: float | None = None, settle: float = 0.0
-                 ) -> AbstractContextManager[Server]: ...  # settle: seconds to wait out a name that does not resolve
+    def operator(self, host: str, timeout: float, read_timeout: float | None = None, address: str | None = None
+                 ) -> AbstractContextManager[Server]: ...  # address: reach the pod there, not through its name
     def write_probe(self, host: str, timeout: float) -> None: ...  # one write as a client: the fence holds
 
 
@@ -108,13 +106,14 @@ class SqlServers:
 
     @contextmanager
     def operator(self, host: str, timeout: float, read_timeout: float | None = None,
-                 settle: float = 0.0) -> Iterator[SqlServer]:
+                 address: str | None = None) -> Iterator[SqlServer]:
+        """`address`: the pod's own address, as the platform reports it now. A per-pod name can resolve,
+        in one cluster DNS replica's cache, to the address a re-created pod had before: a role change
+        goes to the pod itself. Errors still name `host`."""
         with as_server_error(host):
-            for attempt in Retrying(stop=stop_after_delay(settle), wait=wait_fixed(0.25),
-                                    retry=retry_if_exception(unresolved), reraise=True):
-                with attempt:
-                    conn = connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout,
-                                   read_timeout=read_timeout, user=OPERATOR_USER, unix_socket=self.sockets.get(host))
+            conn = connect(address or host, self.port, self.passwords["operatorPassword"], self.flavor,
+                           timeout=timeout, read_timeout=read_timeout, user=OPERATOR_USER,
+                           unix_socket=self.sockets.get(host))
             with conn:
                 yield SqlServer(conn, self.flavor, self.port, self.passwords["replicationPassword"])
 
@@ -122,12 +121,6 @@ class SqlServers:
         with as_server_error(host), connect(host, self.port, self.passwords["rootPassword"], self.flavor,
                                             timeout=timeout, user="root") as conn:
             actions.write_probe(conn)
-
-
-def unresolved(e: BaseException) -> bool:
-    """The name did not resolve. Right after a pod restarts, its per-pod name resolves through one
-    cluster DNS replica and not (yet) through another, which cached the moment it had no address."""
-    return isinstance(getattr(e, "original_exception", None), socket.gaierror)
 
 
 @contextmanager

@@ -90,7 +90,7 @@ class Cluster:
             state, error = None, ""
             if pod.running:
                 try:
-                    with self.servers.operator(pod.fqdn, timeout, read_timeout) as server:
+                    with self.servers.operator(pod.fqdn, timeout, read_timeout, address=pod.address) as server:
                         state = server.state()
                 except ServerError as e:
                     error = e.message
@@ -145,13 +145,11 @@ class Cluster:
     def observe_settled_dns(self) -> list[PodView]:
         """Observe, giving a new or restarted pod's DNS name time to settle: an answer given before the
         pod had its address (none yet, or the old pod's) stays cached for the record's TTL in each DNS
-        replica's own cache, so one lookup may find the pod and the next miss it. A ready pod that does not
-        answer is taken for such a miss until the window closes."""
+        replica's own cache. The servers are reached at their addresses; their names are what this waits on."""
         deadline = time.monotonic() + DNS_SETTLE_SECONDS
         while True:
             views = self.observe()
-            stale = [v.name for v in views if v.running and v.address
-                     and (v.resolved != v.address or (v.ready and v.state is None))]
+            stale = [v.name for v in views if v.running and v.address and v.resolved != v.address]
             if not stale or time.monotonic() > deadline:
                 return views
             progress(f"waiting for the DNS names of {', '.join(stale)} to resolve to their pods")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import Any
+from contextlib import AbstractContextManager, suppress
+from typing import Any, NoReturn
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
@@ -30,7 +30,7 @@ from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.server import Server
-from mysqlsts.orchestrator.cluster import DNS_SETTLE_SECONDS, Cluster
+from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.output import progress
 
 
@@ -60,29 +60,16 @@ class Roles:
                  if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor) for v in views]
 
-    def look_settled(self) -> tuple[list[PodView], list[Node]]:
-        """For a planned change: a pod that is ready but does not answer was just re-created and its name
-        is still settling in the cluster DNS (a replica rolled a moment ago). Left out, it would not be
-        repointed and would go on following the old primary: wait for it, up to the DNS settle window."""
-        deadline = time.monotonic() + DNS_SETTLE_SECONDS
-        while True:
-            views, nodes = self.look()
-            silent = [v.name for v in views if v.ready and v.state is None]
-            if not silent or time.monotonic() > deadline:
-                return views, nodes
-            progress(f"waiting for {', '.join(silent)} to answer: ready, so its name is still settling")
-            time.sleep(1.0)
-
     def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
-        """One node, through the database seam; `wait`: seconds a statement on it may block (GTID waits)."""
-        # It answered a moment ago: a name that does not resolve now is the DNS settling after a restart.
+        """One node, through the database seam, at the pod's own address; `wait`: seconds a statement
+        on it may block (GTID waits)."""
         return self.cluster.servers.operator(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5,
-                                             settle=DNS_SETTLE_SECONDS)
+                                             address=view.address)
 
     # -- planned -------------------------------------------------------------------------------
 
     def switchover(self, to: str | None = None) -> dict[str, Any]:
-        views, nodes = self.look_settled()
+        views, nodes = self.look()
         primary = observed_primary(views)
         if primary is None:
             raise OperationFailed("no single writable primary to switch over from; use `mysqlsts failover`")
@@ -103,18 +90,22 @@ class Roles:
         try:
             with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
                 caught_up = server.wait_applied(final, self.settings["applyTimeoutSeconds"])
-            why = f"did not apply {primary}'s transactions within {self.settings['applyTimeoutSeconds']}s"
         except ServerError as e:  # it died or hung while catching up: nothing moved yet, so undo the fence
-            caught_up, why = False, f"stopped answering while catching up ({e.message})"
+            self.give_back(old, new, f"stopped answering while catching up ({e.message})")
         if not caught_up:
-            with self.server(old) as back:
-                back.unfence()
-            raise OperationFailed(f"switchover refused: {new.name} {why}; {primary} is writable again")
-        self.promote(new, views, excluded=errant_only(election))
+            self.give_back(old, new, f"did not apply {primary}'s transactions within "
+                                     f"{self.settings['applyTimeoutSeconds']}s")
+        unreached = self.promote(new, views, excluded=errant_only(election), fallback=old)
         window = self.first_write(started)
         progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
         return {"operation": "switchover", "from": primary, "to": new.name, "killed_connections": len(killed),
-                "write_unavailable_seconds": round(window, 3)}
+                "write_unavailable_seconds": round(window, 3), "not_repointed": unreached}
+
+    def give_back(self, old: PodView, new: PodView, why: str) -> NoReturn:
+        """A switchover that cannot finish: no node took writes yet, so the old primary takes them back."""
+        with self.server(old) as back:
+            back.unfence()
+        raise OperationFailed(f"switchover refused: {new.name} {why}; {old.name} is writable again")
 
     # -- unplanned -----------------------------------------------------------------------------
 
@@ -171,7 +162,7 @@ class Roles:
         # lacks, and a later election could bring them back: quarantined, never repointed.
         excluded = {**errant_only(election),
                     **{n: f"holds {lost} that {new.name} lacks (--force)" for n, lost in election.lost.items()}}
-        self.promote(new, views, excluded=excluded)
+        report["not_repointed"] = self.promote(new, views, excluded=excluded)
         report["seconds"] = round(self.first_write(started), 3)
         progress(f"{new.name} is the primary ({election.reason}); writes again after {report['seconds']:.2f}s")
         return report
@@ -193,26 +184,43 @@ class Roles:
 
     # -- the one way roles move ------------------------------------------------------------------
 
-    def promote(self, new: PodView, views: list[PodView], excluded: dict[str, str]) -> None:
-        """Candidate becomes the source of everyone (still fenced), then writable, then published."""
+    def promote(self, new: PodView, views: list[PodView], excluded: dict[str, str],
+                fallback: PodView | None = None) -> dict[str, str]:
+        """Candidate becomes the source of everyone (still fenced), then writable, then published.
+        `fallback`: a switchover's fenced old primary, given its writes back if the candidate fails
+        before it takes any. A node that does not answer is left as it is (fenced: it was a replica, or
+        the old primary) and returned with why; the controller points it at the new primary later."""
         semi = semi_sync_on(self.cluster.values)
-        with self.server(new) as server:
-            server.become_source(semi)
+        try:
+            with self.server(new) as server:
+                server.become_source(semi)
+        except ServerError as e:
+            if fallback is None:
+                raise
+            with suppress(ServerError):  # it may have stopped replicating; if it does not answer, its agent
+                self.repoint(new, fallback)  # follows the one writable peer when it is back
+            self.give_back(fallback, new, f"stopped answering as it became the source ({e.message})")
+        unreached: dict[str, str] = {}
         for v in views:
             if v.name == new.name or v.state is None:
                 continue
-            if v.name in excluded:
-                progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
-                self.cluster.platform.quarantine(v.name, excluded[v.name])
-                with self.server(v) as server:
-                    server.fence(0)
-                    server.stop_replicating()
-                continue
-            self.repoint(v, new)
+            try:
+                if v.name in excluded:
+                    progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
+                    self.cluster.platform.quarantine(v.name, excluded[v.name])
+                    with self.server(v) as server:
+                        server.fence(0)
+                        server.stop_replicating()
+                else:
+                    self.repoint(v, new)
+            except ServerError as e:
+                unreached[v.name] = e.message
+                progress(f"{v.name}: not repointed, it stopped answering ({e.message}); it stays fenced")
         with self.server(new) as server:
             server.unfence()
         self.cluster.platform.set_primary(new.name)
         self.quarantine_diverged()
+        return unreached
 
     def stop_receiving(self, view: PodView) -> None:
         with self.server(view, wait=30) as server:
