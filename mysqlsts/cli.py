@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
             "automatic failover: watch the primary and fail over when it is lost (runs until stopped)")
     _target_options(p)
     p.add_argument("--check-interval", type=float, metavar="SECONDS",
-                   help="seconds between checks (default: controller.checkIntervalSeconds, 1)")
+                   help="seconds between checks (default: controller.checkIntervalSeconds, 0.25)")
 
     operation("reclone", cluster.reclone_cmd, "rebuild a pod's data from a healthy donor (e.g. a quarantined pod)",
               900, pod_help="pod name, e.g. mysql-2")

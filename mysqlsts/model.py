@@ -35,8 +35,11 @@ class ServerState:
 class ServerError(Exception):
     """A server did not answer, or refused a statement: the database seam's one error."""
 
-    def __init__(self, host: str, message: str, code: int = 0):
+    def __init__(self, host: str, message: str, code: int = 0, timed_out: bool = False):
         self.host = host
         self.message = message
         self.code = code  # the server's error number, 0 when it never answered
+        # No answer within the time given: the server may be hung, or only slow. A refused
+        # connection, by contrast, means nothing listens there: the server is down.
+        self.timed_out = timed_out
         super().__init__(f"{host}: {message}")

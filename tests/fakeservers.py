@@ -270,6 +270,12 @@ class World:
             self.servers[pod].status = "hung"
             self._settle(Event("hung", pod))
 
+    def resume(self, pod: str) -> None:
+        """A hung server goes on (SIGCONT): a stall, not a crash."""
+        with self.lock:
+            self.servers[pod].status = "up"
+            self._settle(Event("resumed", pod))
+
     def partition(self, pod: str) -> None:
         """The orchestrator cannot reach it; its replicas still can."""
         with self.lock:
@@ -463,8 +469,10 @@ class World:
         if s.status in ("hung", "partitioned"):
             self.clock.advance(timeout)
             if statement:
-                raise ServerError(host, "Lost connection to MySQL server during query (timed out)", LOST_CONNECTION)
-            raise ServerError(host, f"Can't connect to MySQL server on '{host}' (timed out)", CONNECT_REFUSED)
+                raise ServerError(host, "Lost connection to MySQL server during query (timed out)", LOST_CONNECTION,
+                                  timed_out=True)
+            raise ServerError(host, f"Can't connect to MySQL server on '{host}' (timed out)", CONNECT_REFUSED,
+                              timed_out=True)
 
     def controller_log(self, event: str, **fields: Any) -> None:
         """The Controller's `log`: its JSON lines become events `controller:<event>`."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from mysqlsts.decisions.drill import Ack
 from mysqlsts.platform.local import procs
 from mysqlsts.platform.local.runtime import LocalPlatform
 
@@ -97,6 +98,7 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.table = cluster, table
         self.acked: list[tuple[int, float]] = []  # (id, time acknowledged)
+        self.acks: list[Ack] = []  # the same, at epoch seconds and with the pod that acknowledged each
         self.failures = 0
         self.stop = threading.Event()
         with cluster.connect(f"{cluster.name}-primary") as conn, conn.cursor() as cur:
@@ -114,10 +116,14 @@ class Writer(threading.Thread):
                     conn = pymysql.connect(host=f"{self.cluster.name}-primary", port=3306, user="root",
                                            password=password, autocommit=True, connect_timeout=1,
                                            read_timeout=5, write_timeout=5)
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT @@GLOBAL.report_host")
+                        pod = (cur.fetchone()[0] or "").split(".")[0]
                 i, self.next_id = self.next_id, self.next_id + 1
                 with conn.cursor() as cur:
                     cur.execute(f"INSERT INTO {self.table} (id, at) VALUES (%s, NOW(6))", (i,))
                 self.acked.append((i, time.monotonic()))
+                self.acks.append(Ack(i, time.time(), pod))
                 time.sleep(0.005)
             except pymysql.MySQLError:
                 self.failures += 1

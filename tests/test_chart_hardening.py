@@ -122,7 +122,7 @@ def test_the_controller_loop_touches_its_heartbeat_after_every_check(tmp_path):
     controller = Controller.__new__(Controller)
     controller.cluster = SimpleNamespace(platform=SimpleNamespace(name="mysql", leadership=leadership))
     controller.log = lambda *_, **__: None
-    controller.interval, controller.block_seconds, controller.stopping = 0.01, 0, False
+    controller.interval, controller.block_seconds, controller.stopping, controller.hurry = 0.01, 0, False, False
     controller.heartbeat = tmp_path / "beat"
     checks = []
 

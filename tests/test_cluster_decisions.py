@@ -90,6 +90,37 @@ def test_decide(case):
         assert d.source == recorded
 
 
+def hung(name="mysql-0") -> Node:
+    return Node(name, False, owns_data=True, timed_out=True)
+
+
+LOST_REPLICAS = [replica("mysql-1", io=False), replica("mysql-2", io=False)]
+SILENCE = [
+    # primary, seconds it has timed out for, budget -> state, action
+    pytest.param(hung(), 0.4, 1.3, State.PRIMARY_SILENT, Action.WAIT, id="timing-out-briefly-is-slow"),
+    pytest.param(hung(), 1.29, 1.3, State.PRIMARY_SILENT, Action.WAIT, id="just-under-the-budget"),
+    pytest.param(hung(), 1.3, 1.3, State.PRIMARY_LOST, Action.FAILOVER, id="silent-for-the-budget-is-hung"),
+    pytest.param(down("mysql-0"), 0.0, 1.3, State.PRIMARY_LOST, Action.FAILOVER, id="refusing-is-down-at-once"),
+    pytest.param(hung(), 0.0, 0.0, State.PRIMARY_LOST, Action.FAILOVER, id="no-budget"),
+]
+
+
+@pytest.mark.parametrize("lost, silent_for, budget, state, action", SILENCE)
+def test_a_primary_that_times_out_is_hung_only_after_the_budget(lost, silent_for, budget, state, action):
+    """Slow and hung look the same to one probe: only how long the silence lasts tells them apart.
+    A refused connection (nothing listens) needs no wait."""
+    d = decide([lost, *LOST_REPLICAS], "mysql-0", Memory(silent_for=silent_for), hung_after=budget)
+    assert (d.state, d.action) == (state, action), d
+    if action is Action.WAIT:
+        assert "slow or hung" in d.reason and f"{budget:g}s" in d.reason
+
+
+def test_a_silent_primary_whose_replicas_still_receive_is_not_even_a_candidate_for_failover():
+    d = decide([hung(), replica("mysql-1"), replica("mysql-2", io=False)], "mysql-0", Memory(silent_for=60),
+               hung_after=1.3)
+    assert (d.state, d.action) == (State.NO_PRIMARY, Action.WAIT) and "still receive" in d.reason
+
+
 def test_strays_are_remembered_only_while_the_primary_is_healthy():
     assert decide(STRAY, "mysql-0").strays == {"mysql-1"}
     lost = [down("mysql-0"), replica("mysql-1", source=None, io=False), replica("mysql-2", io=False)]
@@ -98,20 +129,25 @@ def test_strays_are_remembered_only_while_the_primary_is_healthy():
 
 names = st.sampled_from(["mysql-0", "mysql-1", "mysql-2"])
 node = st.builds(
-    lambda name, reachable, writable, seq, source, io, quarantined, diverged: Node(
+    lambda name, reachable, writable, seq, source, io, quarantined, diverged, timed_out: Node(
         name, reachable, writable=reachable and writable, executed=P(f"0-100-{seq}") if reachable else None,
-        source=source, io_running=io, quarantined=quarantined, diverged=diverged, owns_data=True),
+        source=source, io_running=io, quarantined=quarantined, diverged=diverged, owns_data=True,
+        timed_out=timed_out and not reachable),
     names, st.booleans(), st.booleans(), st.integers(0, 5), st.none() | names, st.booleans(), st.booleans(),
-    st.booleans())
+    st.booleans(), st.booleans())
 
 
 @given(st.lists(node, min_size=1, max_size=3, unique_by=lambda n: n.name), st.none() | names,
-       st.frozensets(names), st.floats(0, 100), st.booleans())
-def test_decide_is_total_and_never_acts_against_the_invariants(nodes, recorded, strays, blocked, reclone):
+       st.frozensets(names), st.floats(0, 100), st.booleans(), st.floats(0, 3), st.floats(0, 3))
+def test_decide_is_total_and_never_acts_against_the_invariants(nodes, recorded, strays, blocked, reclone,
+                                                               silent_for, hung_after):
     """Whatever is observed: exactly one action; never fence the recorded primary; never fail over
-    while a node is writable; a pod named for every action that needs one."""
-    d = decide(nodes, recorded, Memory(strays, blocked), (), reclone)
+    while a node is writable, nor on a primary that has timed out for less than the budget; a pod
+    named for every action that needs one."""
+    d = decide(nodes, recorded, Memory(strays, blocked, silent_for), (), reclone, hung_after)
     writable = [n.name for n in nodes if n.reachable and n.writable]
+    if d.action is Action.FAILOVER and any(n.name == recorded and n.timed_out for n in nodes):
+        assert silent_for >= hung_after
     if d.action is Action.FENCE:
         assert d.pod != recorded and d.pod in writable and recorded in writable
     if d.action in (Action.FAILOVER, Action.BLOCKED):

@@ -170,6 +170,31 @@ def test_a_hung_primary_is_failed_over_and_comes_back_fenced(controller):
     all_rows_everywhere(cluster, w.acked)
 
 
+def test_a_primary_stalled_for_less_than_the_hang_budget_is_not_failed_over(controller):
+    """A 1 s SIGSTOP is a slow primary (a stalled disk, a stop-the-world pause): the controller
+    waits, the same server takes writes again, and no acknowledged write is lost."""
+    cluster = controller
+    old = primary_of(cluster)
+    budget = 1.3  # controller.hungAfterSeconds, the chart's default
+    log = cluster.state / cluster.name / "controller.log"
+    seen = len(log.read_text().splitlines()) if log.exists() else 0
+    with Watched(cluster) as w:
+        time.sleep(0.5)
+        pid = kill_server(cluster, old, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        time.sleep(budget + 2.0)  # past when a hang would have been failed over
+        assert w.writer.acked_since(resumed) >= 10, "writes did not resume on the stalled primary"
+    assert primary_of(cluster) == old and cluster.server_pid(old) == pid  # neither failed over nor killed
+    assert w.sampler.split_brain == []
+    events = [json.loads(line) for line in log.read_text().splitlines()[seen:] if line.startswith("{")]
+    assert not any(e["event"] == "failing-over" for e in events), events
+    all_rows_everywhere(cluster, w.acked)
+
+
 def test_an_errant_transaction_quarantines_the_replica_until_it_is_recloned(cluster):
     primary = primary_of(cluster)
     stray, target = [p for p in PODS if p != primary]

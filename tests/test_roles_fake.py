@@ -32,7 +32,7 @@ class Env:
         settings = self.world.values["controller"]
         return Controller(self.cluster, float(settings["checkIntervalSeconds"]),
                           float(settings["blockPeriodSeconds"]), bool(settings["autoReclone"]),
-                          log=self.world.controller_log)
+                          float(settings["hungAfterSeconds"]), log=self.world.controller_log)
 
 
 @pytest.fixture(params=["mysql", "mariadb"])
@@ -112,8 +112,14 @@ def test_controller_fails_over_a_lost_primary_to_the_most_caught_up_replica(env,
     acked = list(world.acked)
     controller = env.controller()
     start = world.mark()
+    silent_from = world.clock.now
 
     tick(controller)
+    if fault == "hang":  # slow or hung: only an unbroken silence of hungAfterSeconds tells, looked at back to back
+        assert world.happened("controller:waiting", since=start) and controller.hurry
+        while not world.happened("controller:failing-over", since=start):
+            tick(controller)
+        assert world.clock.now - silent_from >= world.values["controller"]["hungAfterSeconds"]
 
     assert world.index("controller:failing-over", since=start) < world.index("controller:failed-over", since=start)
     if fault == "hang":  # it does not answer: killed through the platform before anyone is promoted
@@ -476,6 +482,29 @@ def test_a_replica_that_dies_before_it_is_repointed_does_not_stop_the_promotion(
     world.commit()
 
 
+def test_a_primary_that_stalls_for_less_than_the_budget_is_slow_not_hung(env):
+    """A 1 s stall (a slow disk, a stop-the-world moment): the controller waits, never fails over,
+    and the primary goes on with every acknowledged write."""
+    world = env.world
+    world.commit(n=3)
+    controller = env.controller()
+    tick(controller)
+    start, stalled = world.mark(), world.clock.now
+    world.hang(P0)
+    while world.clock.now - stalled < 1.0:
+        tick(controller)
+    world.resume(P0)
+    tick(controller, 3)
+
+    assert world.happened("controller:waiting", since=start)
+    assert not world.happened("controller:failing-over", since=start) and not world.happened("kill_server")
+    assert not controller.hurry and controller.silent_since is None
+    acked = list(world.acked)
+    world.commit()
+    assert world.has(P0, acked) and world.writable() == {P0}
+    assert_healthy(world, P0)
+
+
 # -- the controller dies halfway through a failover -----------------------------------------------------
 
 CRASH_POINTS = [
@@ -499,8 +528,9 @@ def test_a_fresh_controller_finishes_an_interrupted_failover(env, crash_before, 
     acked = list(world.acked)
     world.crash_before(crash_before, pod)
 
-    with pytest.raises(Crash):
-        env.controller().tick()
+    first = env.controller()
+    with pytest.raises(Crash):  # it waits out hungAfterSeconds of silence, then fails over
+        tick(first, 100)
     assert not world.platform.locked  # the lock dies with its holder
     if old_restarts:
         world.restart(P0)

@@ -15,6 +15,7 @@ class State(Enum):
     HEALTHY = "healthy"  # one writable node, the recorded primary
     SPLIT_BRAIN = "split-brain"  # several writable nodes
     PRIMARY_LOST = "primary-lost"  # no writable node, and the evidence says it is gone
+    PRIMARY_SILENT = "primary-silent"  # the primary times out: slow or hung, not for long enough to tell
     NO_PRIMARY = "no-primary"  # no writable node, and no election may happen yet
     UNRECORDED_PRIMARY = "unrecorded-primary"  # one writable node that is not the recorded primary
     DEGRADED = "degraded"  # the recorded primary is healthy; some other node needs an action
@@ -36,10 +37,12 @@ class Action(Enum):
 @dataclass(frozen=True)
 class Memory:
     """What the controller remembers between two checks: the decision needs two looks at a stray
-    (a node between two steps of its own rejoin is not one), and when a failover may happen again."""
+    (a node between two steps of its own rejoin is not one), how long the primary has been timing
+    out (slow or hung: only the duration tells), and when a failover may happen again."""
 
     strays: frozenset[str] = frozenset()
     blocked_for: float = 0.0  # seconds left of the block period after the last failover
+    silent_for: float = 0.0  # seconds since the first of the unbroken run of probes the primary timed out on
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ def strays(nodes: list[Node], primary: str) -> frozenset[str]:
 
 
 def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), stale_labels: tuple[str, ...] = (),
-           auto_reclone: bool = False) -> Decision:
+           auto_reclone: bool = False, hung_after: float = 0.0) -> Decision:
+    """`hung_after`: seconds a primary that times out (rather than refuses) must stay silent before it
+    counts as hung: a stall shorter than that is a slow primary, and a failover would cost more than
+    waiting. A primary that refuses connections, or whose pod is gone, is down at once."""
     writable = [n.name for n in nodes if n.reachable and n.writable]
     if len(writable) > 1:
         if recorded not in writable:
@@ -71,6 +77,10 @@ def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), s
                         pod=extra)
     verdict = primary_lost(nodes, recorded)
     if verdict.act:
+        lost = next((n for n in nodes if n.name == recorded), None)
+        if lost is not None and lost.timed_out and memory.silent_for < hung_after:
+            return Decision(State.PRIMARY_SILENT, Action.WAIT,
+                            f"{recorded} times out: slow or hung; hung once silent for {hung_after:g}s")
         if memory.blocked_for > 0:
             return Decision(State.PRIMARY_LOST, Action.BLOCKED,
                             f"{verdict.reason}; failover blocked for another {memory.blocked_for:.0f}s "

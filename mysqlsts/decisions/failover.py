@@ -27,6 +27,7 @@ class Node:
     quarantined: bool = False
     diverged: bool = False  # its source refused its GTID position (error 1236): errant, by the server's check
     owns_data: bool = False  # it has a volume with data (a PVC, a local data directory), answering or not
+    timed_out: bool = False  # silent, not refusing: hung or only slow, where a refusal means down
 
     @property
     def known(self) -> Gtids | None:
@@ -37,11 +38,11 @@ class Node:
 
 
 def node_of_state(name: str, state: ServerState | None, flavor: Flavor, quarantined: bool = False,
-                  owns_data: bool = False) -> Node:
-    """A node as its server described itself (None: it did not answer). Raises gtid.GtidError on
-    GTIDs that do not parse."""
+                  owns_data: bool = False, timed_out: bool = False) -> Node:
+    """A node as its server described itself (None: it did not answer; `timed_out`: within the time
+    given, rather than refusing). Raises gtid.GtidError on GTIDs that do not parse."""
     if state is None:
-        return Node(name=name, reachable=False, quarantined=quarantined, owns_data=owns_data)
+        return Node(name=name, reachable=False, quarantined=quarantined, owns_data=owns_data, timed_out=timed_out)
     return Node(name=name, reachable=True, writable=state.writable, executed=gtid.parse(flavor, state.gtid),
                 retrieved=gtid.parse(flavor, state.retrieved) if state.retrieved else None, origin=state.origin,
                 source=state.source_host.split(".", 1)[0] if state.source_host else None,

@@ -23,6 +23,7 @@ class PodView:
     quarantined: bool = False
     has_data: bool = False  # a PVC / local data directory: its node counts in elections even when silent
     role_label: str | None = None  # the role it is published with (Kubernetes label), None if not labelled
+    timed_out: bool = False  # it did not answer in time (hung, or slow), rather than refuse (down)
 
 
 @dataclass(frozen=True)

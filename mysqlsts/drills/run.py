@@ -119,7 +119,7 @@ class Drill:
         writer, sampler = Writer(cluster, run_id, self.rate), Sampler(cluster, pods)
         controller, controller_thread = self.controller()
         undo = None
-        fault_at = 0.0
+        fault_at, fault_epoch = 0.0, 0.0
         rejoined = None
         try:
             writer.start()
@@ -129,7 +129,7 @@ class Drill:
             interval = float(cluster.values["controller"]["checkIntervalSeconds"])
             time.sleep(min(2.0, self.duration / 4) + random.uniform(0, interval))
             progress(f"injecting {self.fault} on the primary {old}")
-            fault_at = time.monotonic()
+            fault_at, fault_epoch = time.monotonic(), time.time()
             if self.fault == "switchover":
                 # Under the cluster lock, as `mysqlsts switchover` runs: a controller that looks while the
                 # old primary is fenced and the new one not yet writable must not fail over meanwhile.
@@ -156,7 +156,7 @@ class Drill:
             if controller is not None:
                 controller.stopping = True
                 controller_thread.join(timeout=10)
-        return self.report(run_id, started_at, old, fault_at, writer, sampler, rejoined)
+        return self.report(run_id, started_at, old, (fault_at, fault_epoch), writer, sampler, rejoined)
 
     def controller(self) -> tuple[Controller | None, threading.Thread | None]:
         """The controller recovers from the fault: the cluster's own when one runs, else one for the drill."""
@@ -169,7 +169,7 @@ class Drill:
             return None, None
         settings = self.cluster.values["controller"]
         controller = Controller(self.cluster, float(settings["checkIntervalSeconds"]), 0.0,
-                                bool(settings["autoReclone"]), log=self.record)
+                                bool(settings["autoReclone"]), float(settings["hungAfterSeconds"]), log=self.record)
         thread = threading.Thread(target=controller.run, daemon=True, name="drill-controller")
         thread.start()
         self.own_controller = True
@@ -194,9 +194,11 @@ class Drill:
             time.sleep(0.25)
         return None
 
-    def report(self, run_id: str, started_at: datetime, old: str, fault_at: float, writer: Writer,
+    def report(self, run_id: str, started_at: datetime, old: str, fault: tuple[float, float], writer: Writer,
                sampler: Sampler, rejoined: float | None) -> dict[str, Any]:
+        """`fault`: when it was injected, on this process's monotonic clock and as epoch seconds."""
         cluster = self.cluster
+        fault_at, fault_epoch = fault
         checks = cluster.verify()
         healthy = all(c.ok for c in checks)
         missing: dict[str, list[int]] = {}
@@ -223,7 +225,7 @@ class Drill:
         return {
             "cluster": cluster.platform.name, "target": cluster.platform.target, "run_id": run_id,
             "started_at": started_at.isoformat(timespec="seconds"), "finished_at": round(time.time(), 3),
-            "fault": self.fault,
+            "fault": self.fault, "fault_at": round(fault_epoch, 3),
             "old_primary": old, "new_primary": new,
             "detection_seconds": since_fault(decision["at"]) if decision else None,
             "promotion_seconds": since_fault(promoted),

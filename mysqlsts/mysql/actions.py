@@ -135,10 +135,10 @@ def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str,
         mysql="CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
               "SOURCE_PASSWORD = %s, SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, "
               "SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 86400, "
-              "SOURCE_HEARTBEAT_PERIOD = 1",
+              "SOURCE_HEARTBEAT_PERIOD = 0.25",
         mariadb="CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
                 "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, "
-                "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1"),
+                "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 0.25"),
             args=(source_fqdn, port, user, password, ca))
     execute(conn, f"SET GLOBAL {flavor.semi_sync_source_var} = OFF",
             f"SET GLOBAL {flavor.semi_sync_replica_var} = {on}", flavor.start_replica_sql)

@@ -128,4 +128,6 @@ def as_server_error(host: str) -> Iterator[None]:
     try:
         yield
     except pymysql.MySQLError as e:
-        raise ServerError(host, str(e.args[-1]) if e.args else str(e), e.args[0] if e.args else 0) from e
+        message = str(e.args[-1]) if e.args else str(e)
+        timed_out = isinstance(getattr(e, "original_exception", None), TimeoutError) or "(timed out)" in message
+        raise ServerError(host, message, e.args[0] if e.args else 0, timed_out=timed_out) from e

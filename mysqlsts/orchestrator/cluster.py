@@ -87,16 +87,17 @@ class Cluster:
         """Every pod at once: one hung server must not delay the look at the others."""
 
         def one(pod) -> PodView:
-            state, error = None, ""
+            state, error, timed_out = None, "", False
             if pod.running:
                 try:
                     with self.servers.operator(pod.fqdn, timeout, read_timeout, address=pod.address) as server:
                         state = server.state()
                 except ServerError as e:
-                    error = e.message
+                    error, timed_out = e.message, e.timed_out
             return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                            running=pod.running, ready=pod.ready, state=state, error=error,
-                           quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label)
+                           quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label,
+                           timed_out=timed_out)
 
         pods = self.platform.pods()
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(pods)))) as pool:

@@ -18,8 +18,13 @@ from mysqlsts.decisions.cluster import Action, Decision, Memory, State, decide
 from mysqlsts.decisions.failover import Node
 from mysqlsts.decisions.topology import PodView, stale_role_labels
 from mysqlsts.errors import OperationFailed
+from mysqlsts.model import ServerError
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.orchestrator.failover import Roles
+
+# A look's bound on each server: short, because a look that times out on the primary is what starts
+# (and, repeated back to back, measures) the silence that tells a hung primary from a slow one.
+PROBE_SECONDS = 0.1
 
 
 def log(event: str, **fields: Any) -> None:
@@ -30,17 +35,20 @@ def log(event: str, **fields: Any) -> None:
 
 class Controller:
     def __init__(self, cluster: Cluster, interval: float, block_seconds: float, auto_reclone: bool,
-                 log: Callable[..., None] = log):
+                 hung_after: float, log: Callable[..., None] = log):
         self.log = log
         self.cluster = cluster
-        self.roles = Roles(cluster, probe_timeout=max(0.2, min(1.0, interval)))
+        self.roles = Roles(cluster, probe_timeout=PROBE_SECONDS)
         self.interval = interval
         self.block_seconds = block_seconds
         self.auto_reclone = auto_reclone
+        self.hung_after = hung_after
         self.blocked_until = 0.0
         self.last_reason = ""
         self.stopping = False
         self.strays: frozenset[str] = frozenset()
+        self.silent_since: float | None = None  # when the unbroken run of looks the primary timed out on began
+        self.hurry = False  # the primary is silent: look again at once, the silence is being measured
         # Touched after every check: the Deployment's probes tell a hung loop by its age.
         self.heartbeat: Path | None = None
 
@@ -55,8 +63,11 @@ class Controller:
                     self.tick()
                 except OperationFailed as e:
                     self.log("error", reason="; ".join(e.problems))
+                except ServerError as e:  # a node that went away under an action: look again
+                    self.log("error", reason=str(e))
                 self.beat()
-                time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
+                if not self.hurry:
+                    time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
         self.log("stopped", cluster=platform.name)
 
     def beat(self) -> None:
@@ -65,12 +76,19 @@ class Controller:
 
     def tick(self) -> None:
         """Observe, decide, act: one action per check, then look again."""
+        began = time.monotonic()
         views, nodes = self.roles.look()
         platform = self.cluster.platform
         recorded = platform.recorded_primary()
-        memory = Memory(self.strays, max(0.0, self.blocked_until - time.monotonic()))
-        decision = decide(nodes, recorded, memory, tuple(stale_role_labels(views, recorded)), self.auto_reclone)
+        primary = next((n for n in nodes if n.name == recorded), None)
+        timing_out = primary is not None and primary.timed_out
+        self.silent_since = (self.silent_since or began) if timing_out else None
+        silent_for = time.monotonic() - self.silent_since if self.silent_since is not None else 0.0
+        memory = Memory(self.strays, max(0.0, self.blocked_until - time.monotonic()), silent_for)
+        decision = decide(nodes, recorded, memory, tuple(stale_role_labels(views, recorded)), self.auto_reclone,
+                          self.hung_after)
         self.strays = decision.strays
+        self.hurry = decision.state is State.PRIMARY_SILENT
         self.act(decision, views, nodes, recorded)
 
     def act(self, decision: Decision, views: list[PodView], nodes: list[Node], recorded: str | None) -> None:
@@ -146,7 +164,7 @@ class Controller:
 def main_loop(cluster: Cluster) -> int:
     settings = cluster.values["controller"]
     controller = Controller(cluster, float(settings["checkIntervalSeconds"]), float(settings["blockPeriodSeconds"]),
-                            bool(settings["autoReclone"]))
+                            bool(settings["autoReclone"]), float(settings["hungAfterSeconds"]))
     if os.environ.get("MYSQLSTS_HEARTBEAT_FILE"):
         controller.heartbeat = Path(os.environ["MYSQLSTS_HEARTBEAT_FILE"])
         controller.beat()  # alive from the start, before the first check

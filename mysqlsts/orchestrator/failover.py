@@ -33,15 +33,27 @@ from mysqlsts.mysql.server import Server
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.output import progress
 
+# A step of a role change connects with at least this: the controller's looks are bounded far
+# tighter (to measure a primary's silence), but a step that gives up on a busy node fails a failover.
+ACTION_CONNECT_SECONDS = 1.0
+
 
 def node_of(view: PodView, flavor: Flavor) -> Node:
     with failing_as(gtid.GtidError):
-        return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data)
+        return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data,
+                             timed_out=view.timed_out)
 
 
 def errant_only(election: Election) -> dict[str, str]:
     """Nodes left out for holding errant transactions: they get quarantined, not repointed."""
     return {n: election.excluded[n] for n in election.errant}
+
+
+def refuse_silent(nodes: list[Node], old: str | None, force: bool) -> None:
+    silent = silent_owners(nodes, old)
+    if silent and not force:
+        raise OperationFailed([f"failover refused: {wait_for_silent(silent)}; start them, or --force "
+                               "elects among the nodes that answer and may lose what only they hold"])
 
 
 class Roles:
@@ -53,18 +65,19 @@ class Roles:
         self.settings = cluster.values["failover"]
         self.probe_timeout = probe_timeout
 
-    def look(self) -> tuple[list[PodView], list[Node]]:
+    def look(self, timeout: float | None = None) -> tuple[list[PodView], list[Node]]:
         # A hung server accepts the connection and then says nothing: bound the read, too.
         # A stopped pod that holds data still counts: an election must not leave it out unseen.
-        views = [v for v in self.cluster.observe(self.probe_timeout, self.probe_timeout + 0.5)
+        timeout = timeout or self.probe_timeout
+        views = [v for v in self.cluster.observe(timeout, timeout)
                  if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor) for v in views]
 
     def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
         """One node, through the database seam, at the pod's own address; `wait`: seconds a statement
         on it may block (GTID waits)."""
-        return self.cluster.servers.operator(view.fqdn, timeout=self.probe_timeout, read_timeout=wait + 5,
-                                             address=view.address)
+        return self.cluster.servers.operator(view.fqdn, timeout=max(self.probe_timeout, ACTION_CONNECT_SECONDS),
+                                             read_timeout=wait + 5, address=view.address)
 
     # -- planned -------------------------------------------------------------------------------
 
@@ -120,10 +133,7 @@ class Roles:
             raise OperationFailed(f"{observed_primary(views)} is a writable primary and answers; "
                                   "use `mysqlsts switchover` for a planned change")
         old = old or self.cluster.platform.recorded_primary()
-        silent = silent_owners(nodes, None if recovering else old)
-        if silent and not force:
-            raise OperationFailed([f"failover refused: {wait_for_silent(silent)}; start them, or --force "
-                                   "elects among the nodes that answer and may lose what only they hold"])
+        refuse_silent(nodes, None if recovering else old, force)
         by_name = {v.name: v for v in views}
         # Cut the old primary off first. One that does not answer is killed (it can only come back
         # fenced, and replica receivers stuck talking to a hung server let go at once); then no
@@ -137,7 +147,10 @@ class Roles:
         receivers = [by_name[n.name] for n in nodes if n.reachable and n.source is not None and n.name != old]
         with ThreadPoolExecutor(max_workers=max(1, len(receivers))) as pool:
             list(pool.map(self.stop_receiving, receivers))
-        views, nodes = self.look()
+        # The old primary is cut off now: look as patiently as a step connects, so a busy replica
+        # is not taken for a silent one, and a silent one still stops the election.
+        views, nodes = self.look(max(self.probe_timeout, ACTION_CONNECT_SECONDS))
+        refuse_silent(nodes, None if recovering else old, force)
         # A lost primary that restarted meanwhile is promoted again only when no other node can be.
         election = elect(nodes, self.settings["maxLagSeconds"], to, avoid=None if recovering else old)
         report: dict[str, Any] = {"operation": "failover", "from": old, "to": election.candidate,
