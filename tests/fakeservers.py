@@ -616,6 +616,7 @@ class FakePlatform:
         self.primary: str | None = None
         self.locked = False
         self.lock_held_elsewhere = False
+        self.lock_lost = False  # the held lock was taken over (a Kubernetes Lease's renewal refused)
         self.renewals_left: int | None = None  # None: the lease is never lost
         self.kill_fails = False
 
@@ -691,7 +692,7 @@ class FakePlatform:
             if self.lock_held_elsewhere or self.locked:
                 self._event("lock_refused")
                 raise OperationFailed(f"cluster {self.name} is locked by another command")
-            self.locked = True
+            self.locked, self.lock_lost = True, False
             self._event("lock")
         try:
             yield
@@ -699,6 +700,12 @@ class FakePlatform:
             with self.world.lock:
                 self.locked = False
                 self._event("unlock")
+
+    def check_lock(self, before: str) -> None:
+        with self.world.lock:
+            if self.locked and self.lock_lost:
+                self._event("lock_lost", detail=before)
+                raise OperationFailed(f"lost the lock on cluster {self.name}: stopping before {before}")
 
     @contextmanager
     def leadership(self) -> Iterator[Callable[[], None]]:

@@ -11,6 +11,7 @@ import copy
 import json
 import re
 import socket
+import time
 
 import kmock as km
 import pytest
@@ -66,7 +67,33 @@ class Store:
     def install(self, kmock) -> None:
         kmock[km.method.GET] << self.get
         kmock[km.method.PATCH] << self.patch
+        kmock[km.method.POST] << self.post
+        kmock[km.method.PUT] << self.put
         kmock[km.method.DELETE] << self.delete
+
+    def write(self, path: str, obj: dict) -> dict:
+        """Store a new version of the object, as any writer's write does."""
+        self.version += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        obj["metadata"].setdefault("uid", f"uid-{self.version}")
+        self.objects[path] = obj
+        return obj
+
+    def post(self, request: km.Request):
+        path = f"{request.url.path}/{request.data['metadata']['name']}"
+        if path in self.objects:
+            return status(409, "already exists")
+        return ok(self.write(path, request.data))
+
+    def put(self, request: km.Request):
+        """A replace holds only at the version it was read at: 409 when another writer came first."""
+        current = self.objects.get(request.url.path)
+        if current is None:
+            return status(404, "not found")
+        if request.data["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            return status(409, "the object has been modified; please apply your changes to the latest version")
+        return ok(self.write(request.url.path, request.data))
 
     def get(self, request: km.Request):
         m = PATH.match(request.url.path)
@@ -96,8 +123,13 @@ class Store:
         return ok(new)
 
     def delete(self, request: km.Request):
-        if self.objects.pop(request.url.path, None) is None:
+        current = self.objects.get(request.url.path)
+        if current is None:
             return status(404, "gone")
+        wanted = ((request.data or {}).get("preconditions") or {}).get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"].get("resourceVersion"):
+            return status(409, "Precondition failed: ResourceVersion in precondition does not match")
+        del self.objects[request.url.path]
         return ok({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
 
 
@@ -195,7 +227,7 @@ async def test_the_lock_is_a_lease_and_a_conflict_means_someone_else_holds_it(km
         await hold_lock(kmock)
     assert "took the lock on cluster 'mysql' first" in e.value.problems[0]
     (create,) = list(kmock["post"])
-    assert create.data["spec"]["leaseDurationSeconds"] == 1800
+    assert create.data["spec"]["leaseDurationSeconds"] == 30  # short: a live holder renews it
     assert create.data["spec"]["holderIdentity"]
 
 
@@ -219,6 +251,104 @@ async def test_an_expired_lock_is_taken_over_with_its_resource_version_and_relea
     assert replace.data["metadata"]["resourceVersion"] == "7"  # a racing taker gets 409, not both
     assert replace.data["spec"]["holderIdentity"] != "crashed-cli"
     assert len(list(kmock["delete"])) == 1
+
+
+# -- the cluster lock: renewed while held, deleted only while ours ---------------------------------------
+
+LOCK = f"{LEASES}/mysql-mysqlsts-lock"
+
+
+def successor_takes(store: Store, holder: str = "successor-7") -> None:
+    """Another command takes the lock over (its holder stopped renewing, say), as the API server stores it."""
+    lease = copy.deepcopy(store.objects[LOCK])
+    lease["spec"]["holderIdentity"] = holder
+    store.write(LOCK, lease)
+
+
+async def test_the_lock_is_released_by_a_delete_of_the_version_its_holder_wrote_last(kmock):
+    store = Store()
+    store.install(kmock)
+    await hold_lock(kmock)
+    assert len(list(kmock["post"])) == 1
+    (delete,) = list(kmock["delete"])
+    assert delete.url.path == LOCK
+    assert delete.data["preconditions"] == {"resourceVersion": "101"}  # the version its create returned
+    assert store.objects == {}
+
+
+async def test_a_holder_that_lost_the_lock_leaves_its_successors_lease_alone(kmock, capsys):
+    store = Store()
+    store.install(kmock)
+    p = platform_for(kmock)
+
+    def taken_over_while_held():
+        with p.lock():
+            successor_takes(store)
+
+    await run(taken_over_while_held)
+    assert store.objects[LOCK]["spec"]["holderIdentity"] == "successor-7"  # never deleted
+    (delete,) = list(kmock["delete"])
+    assert delete.data["preconditions"] == {"resourceVersion": "101"}
+    assert "Lease mysql-mysqlsts-lock: written by another holder since our last renewal; left to it" \
+        in capsys.readouterr().err
+
+
+async def test_a_long_action_keeps_its_lease_renewed_past_the_lease_duration(kmock, monkeypatch):
+    """A 1 s lease held for 2 s: without renewal a second command would take it over after 1 s."""
+    monkeypatch.setattr(platform_module, "LOCK_SECONDS", 1)
+    store = Store()
+    store.install(kmock)
+    refusals = []
+
+    def long_action():
+        holder = platform_for(kmock)
+        with holder.lock():
+            for _ in range(4):
+                time.sleep(0.5)
+                with pytest.raises(OperationFailed) as e, platform_for(kmock).lock():
+                    pass
+                refusals.append(e.value.problems[0])
+                holder.check_lock("the next step")  # still ours
+
+    await run(long_action)
+    assert len(refusals) == 4
+    assert all("another mysqlsts command" in r and "is working on cluster 'mysql'" in r for r in refusals)
+    puts = list(kmock["put"])
+    assert len(puts) >= 4  # every third of the duration
+    versions = [r.data["metadata"]["resourceVersion"] for r in puts]
+    assert versions == sorted(set(versions), key=int)  # each renewal at the version the one before wrote
+    (delete,) = list(kmock["delete"])
+    assert int(delete.data["preconditions"]["resourceVersion"]) > int(versions[-1])
+    assert store.objects == {}
+
+
+async def test_a_reclone_whose_lease_was_taken_over_stops_before_its_next_step(kmock, monkeypatch):
+    monkeypatch.setattr(platform_module, "LOCK_SECONDS", 1)  # renewed every third of a second
+    store = DeletingStore()
+    store.install(kmock)
+    v = values()
+    store.objects[f"/apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] = sts_with(v, 3)
+    for i in range(3):
+        store.objects[f"/api/v1/namespaces/{NS}/pods/mysql-{i}"] = pod(f"mysql-{i}", f"u{i}", phase="Running")
+    p = platform_for(kmock)
+    began = time.monotonic()
+
+    def reclone():
+        with p.lock():
+            Cluster(p, v).reclone("mysql-1", timeout=10)
+
+    action = asyncio.create_task(run(reclone))
+    while f"/api/v1/namespaces/{NS}/pods/mysql-1" in store.objects:  # the reclone waits for the new pod
+        await asyncio.sleep(0.05)
+    successor_takes(store)
+    with pytest.raises(OperationFailed) as e:
+        await action
+    assert e.value.problems == ["lost the mysqlsts command lock on cluster 'mysql' (Lease mysql-mysqlsts-lock: "
+                                "successor-7 holds it now): stopping before waiting longer for mysql-1"]
+    assert time.monotonic() - began < 5  # at its next renewal, not at the end of the wait
+    assert store.objects[LOCK]["spec"]["holderIdentity"] == "successor-7"
+    assert [r.url.path for r in kmock["delete"]] == [f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-mysql-1",
+                                                     f"/api/v1/namespaces/{NS}/pods/mysql-1"]
 
 
 def pod(name: str, uid: str, **status) -> dict:

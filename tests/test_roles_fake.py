@@ -581,6 +581,45 @@ def test_a_controller_that_loses_its_lease_acts_no_more(env, lease_lost):
     assert world.platform.primary == P1
 
 
+LOCK_LOST = [
+    # id, the operation during which the lock is taken over, the step the action then stops before
+    pytest.param("failover", "wait_applied", P1, "making mysql-1 the source", id="failover-catching-up"),
+    pytest.param("failover", "replicate_from", P2, "making mysql-1 writable", id="failover-repointing"),
+    pytest.param("failover", "unfence", P1, "publishing mysql-1 as the primary", id="failover-unfencing"),
+    pytest.param("switchover", "wait_applied", P1, "making mysql-1 the source", id="switchover-catching-up"),
+]
+MOVES = ("fence", "unfence", "stop_receiving", "become_source", "replicate_from", "set_primary", "quarantine",
+         "kill_server")
+
+
+@pytest.mark.parametrize(("op", "during", "pod", "stopped_before"), LOCK_LOST)
+def test_an_action_that_loses_its_lock_stops_before_its_next_step(env, op, during, pod, stopped_before):
+    """Its Lease taken over midway (Kubernetes), a role change moves nothing more: whoever holds the
+    lock now finishes, with never two writable nodes and nothing acknowledged lost."""
+    world = env.world
+    world.commit(n=3)
+    if op == "failover":
+        world.kill(P0)
+    acked = list(world.acked)
+    world.before(during, pod, lambda w: setattr(w.platform, "lock_lost", True))
+
+    if op == "failover":
+        tick(env.controller())
+        refused = [e for e in world.events if e.kind == "controller:failover-refused"]
+        assert [e.detail["reason"] for e in refused] == [f"lost the lock on cluster mysql: stopping before "
+                                                         f"{stopped_before}"]
+    else:
+        with pytest.raises(OperationFailed, match=f"stopping before {stopped_before}$"), world.platform.lock():
+            env.roles().switchover(to=P1)
+    lost = world.index("lock_lost")
+    assert not [e for e in world.events[lost:] if e.kind in MOVES]
+    assert len(world.writable()) <= 1 and world.violations == []
+
+    tick(env.controller(), 4)  # the successor
+    assert world.platform.primary == P1 and world.has(P1, acked)
+    assert_healthy(world, P1)
+
+
 def test_failovers_are_blocked_for_a_while_after_one(env):
     world = env.world
     world.commit(n=2)

@@ -215,6 +215,8 @@ class Cluster:
         pending = set(names)
         fenced_since: float | None = None
         while pending:
+            # A long wait (a reclone's clone) stops once its command lost the lock: a successor acts now.
+            self.platform.check_lock(f"waiting longer for {', '.join(sorted(pending))}")
             pods = {p.name: p for p in self.platform.pods()}
             primary = pods.get(self.platform.recorded_primary() or "")
             if primary is not None and primary.started and not primary.ready:
@@ -302,6 +304,7 @@ class Cluster:
             raise OperationFailed(f"no pod {name!r} in cluster {self.platform.name!r}")
         if name == self.platform.recorded_primary():
             raise OperationFailed(f"{name} is the primary; switch over first")
+        self.platform.check_lock(f"deleting {name}'s data")
         progress(f"{name}: stopping and deleting its data to clone it again")
         self.platform.discard_data(name)
         progress(f"{name}: starting (it clones from a healthy donor)")

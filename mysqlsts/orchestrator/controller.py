@@ -54,11 +54,11 @@ class Controller:
 
     def run(self) -> None:
         platform = self.cluster.platform
-        with platform.leadership() as renew:
+        with platform.leadership() as still_leading:
             self.log("leading", cluster=platform.name, interval=self.interval, block_seconds=self.block_seconds)
             while not self.stopping:
                 began = time.monotonic()
-                renew()
+                still_leading()  # a controller that lost the lead acts no more: the new leader does
                 try:
                     self.tick()
                 except OperationFailed as e:

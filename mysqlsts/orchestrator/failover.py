@@ -73,6 +73,11 @@ class Roles:
                  if v.running or v.state is not None or v.has_data]
         return views, [node_of(v, self.flavor) for v in views]
 
+    def step(self, before: str) -> None:
+        """Before each step that moves a role: one whose lock was lost meanwhile (a successor may be
+        moving roles now) stops here, leaving what it did so far to that successor."""
+        self.cluster.platform.check_lock(before)
+
     def server(self, view: PodView, wait: float = 0.0) -> AbstractContextManager[Server]:
         """One node, through the database seam, at the pod's own address; `wait`: seconds a statement
         on it may block (GTID waits)."""
@@ -92,6 +97,7 @@ class Roles:
                                    *(f"{n}: {why}" for n, why in election.excluded.items())])
         by_name = {v.name: v for v in views}
         old, new = by_name[primary], by_name[election.candidate]
+        self.step(f"fencing {primary}")
         progress(f"switchover {primary} -> {new.name}: fencing {primary}")
         started = time.monotonic()
         with self.server(old) as server:
@@ -116,6 +122,7 @@ class Roles:
 
     def give_back(self, old: PodView, new: PodView, why: str) -> NoReturn:
         """A switchover that cannot finish: no node took writes yet, so the old primary takes them back."""
+        self.step(f"giving {old.name} its writes back ({new.name} {why})")
         with self.server(old) as back:
             back.unfence()
         raise OperationFailed(f"switchover refused: {new.name} {why}; {old.name} is writable again")
@@ -139,12 +146,14 @@ class Roles:
         # fenced, and replica receivers stuck talking to a hung server let go at once); then no
         # receiver takes anything more from it, so it can neither commit nor be acknowledged.
         if old in by_name and by_name[old].state is None and not recovering:
+            self.step(f"fencing {old} by force")
             progress(f"{old} does not answer: fencing it by force (it can only come back fenced)")
             try:
                 self.cluster.platform.kill_server(old)
             except OperationFailed as e:  # no server to kill (restarting), or its node is gone
                 progress(f"{e.problems[0]}; the stopped receivers and semi-sync fence it instead")
         receivers = [by_name[n.name] for n in nodes if n.reachable and n.source is not None and n.name != old]
+        self.step("stopping the replicas' receivers")
         with ThreadPoolExecutor(max_workers=max(1, len(receivers))) as pool:
             list(pool.map(self.stop_receiving, receivers))
         # The old primary is cut off now: look as patiently as a step connects, so a busy replica
@@ -204,12 +213,14 @@ class Roles:
         before it takes any. A node that does not answer is left as it is (fenced: it was a replica, or
         the old primary) and returned with why; the controller points it at the new primary later."""
         semi = semi_sync_on(self.cluster.values)
+        self.step(f"making {new.name} the source")
         try:
             with self.server(new) as server:
                 server.become_source(semi)
         except ServerError as e:
             if fallback is None:
                 raise
+            self.step(f"giving {fallback.name} its writes back")
             with suppress(ServerError):  # it may have stopped replicating; if it does not answer, its agent
                 self.repoint(new, fallback)  # follows the one writable peer when it is back
             self.give_back(fallback, new, f"stopped answering as it became the source ({e.message})")
@@ -217,6 +228,7 @@ class Roles:
         for v in views:
             if v.name == new.name or v.state is None:
                 continue
+            self.step(f"{'quarantining' if v.name in excluded else 'repointing'} {v.name}")
             try:
                 if v.name in excluded:
                     progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
@@ -229,8 +241,10 @@ class Roles:
             except ServerError as e:
                 unreached[v.name] = e.message
                 progress(f"{v.name}: not repointed, it stopped answering ({e.message}); it stays fenced")
+        self.step(f"making {new.name} writable")
         with self.server(new) as server:
             server.unfence()
+        self.step(f"publishing {new.name} as the primary")
         self.cluster.platform.set_primary(new.name)
         self.quarantine_diverged()
         return unreached
@@ -260,6 +274,7 @@ class Roles:
         refused = diverged(nodes)
         for v in views:
             if v.name in refused:
+                self.step(f"quarantining {v.name}")
                 progress(f"{v.name}: quarantined (its source refuses its GTID position: diverged history)")
                 with self.server(v) as server:
                     server.stop_replicating()

@@ -39,7 +39,11 @@ class Platform(Protocol):
     def describe(self) -> str: ...
     def exists(self) -> bool: ...
     def lock(self) -> AbstractContextManager[None]: ...  # one mutating command per cluster
-    def leadership(self) -> AbstractContextManager[Callable[[], None]]: ...  # one controller; yields renew
+    def leadership(self) -> AbstractContextManager[Callable[[], None]]: ...  # one controller; yields a check
+    # Raise OperationFailed when a lock this process holds may be someone else's now: an action calls it
+    # before each step, and one whose lock was lost stops before `before`. A lock that cannot be lost
+    # while its holder lives (an flock) never raises.
+    def check_lock(self, before: str) -> None: ...
     def ensure_controller(self, values: dict[str, Any]) -> str | None: ...  # run it when values enable it
 
     # values and Secret as last applied

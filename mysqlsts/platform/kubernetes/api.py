@@ -107,6 +107,12 @@ def reason(e: ApiException) -> str:
     return " ".join((why + (f" ({message})" if message else "")).split())
 
 
+def status_of(e: OperationFailed) -> int | None:
+    """The HTTP status a call failed with, when the API server answered (409: someone wrote it first)."""
+    cause = e.__cause__
+    return cause.status if isinstance(cause, ApiException) else None
+
+
 def transient(e: BaseException) -> bool:
     """Whether trying again may succeed: throttling, server errors and transport failures, but
     not a certificate problem, which no retry fixes."""
@@ -284,9 +290,13 @@ class Api:
                            what=f"creating {kind} {name}")
         return self.client.sanitize_for_serialization(result)
 
-    def delete(self, kind: str, name: str, propagation: str = "Background", grace_seconds: int | None = None) -> bool:
-        """True when something was deleted, False when it was gone already."""
-        body = client.V1DeleteOptions(propagation_policy=propagation, grace_period_seconds=grace_seconds)
+    def delete(self, kind: str, name: str, propagation: str = "Background", grace_seconds: int | None = None,
+               version: str | None = None) -> bool:
+        """True when something was deleted, False when it was gone already. `version`: only while the
+        object is still at that resourceVersion (409 when someone wrote it since)."""
+        preconditions = client.V1Preconditions(resource_version=version) if version else None
+        body = client.V1DeleteOptions(propagation_policy=propagation, grace_period_seconds=grace_seconds,
+                                      preconditions=preconditions)
         done = self.call("delete", kind, name, self.namespace, body=body, what=f"deleting {kind} {name}",
                          missing_ok=True)
         return done is not None

@@ -11,7 +11,6 @@ import socket
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,14 @@ from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.kubernetes.api import KINDS, Api
+from mysqlsts.platform.kubernetes.lease import Lease, Taken
 
 VALUES_ANNOTATION = "mysqlsts.io/values"
 PRIMARY_ANNOTATION = "mysqlsts.io/primary"
 TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-LOCK_SECONDS = 1800  # a crashed command's lock expires after this long (longer than any command's timeout)
-LEADER_SECONDS = 15  # a controller that stops renewing loses the lead after this long
+# Its holder renews a Lease while it lives (lease.py): one that dies lets go after this long.
+LOCK_SECONDS = 30  # a command's and a drill's
+LEADER_SECONDS = 15  # a controller's
 # Kinds a release may stop rendering (a feature switched off): pruned when absent.
 PRUNABLE = ("Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget")
 # Kinds mysqlsts creates outside the chart (labelled with the release): destroy removes them too.
@@ -39,14 +40,6 @@ ISOLATE_PROOF_SECONDS = 5.0
 # Signals the server inside its pod (kill and hang faults, fencing a silent primary).
 SIGNAL_SERVER = ["bash", "/opt/mysqlsts/scripts/signal-server.sh"]
 EXEC_SECONDS = 10
-
-
-class _Held(OperationFailed):
-    """The Lease is another live holder's: `message` names it, `detail` follows any waiting note."""
-
-    def __init__(self, message: str, detail: str, holder: str):
-        super().__init__(message + detail)
-        self.message, self.detail, self.holder = message, detail, holder
 
 
 def in_cluster() -> bool:
@@ -71,6 +64,7 @@ class KubernetesPlatform:
         self.namespace = self.api.namespace
         self.names = Names.of(name)
         self.pod_selector = selector_string(selector({"name": name}))
+        self._held: list[Lease] = []  # the Leases this process holds now
 
     # -- state ---------------------------------------------------------------------------
 
@@ -108,13 +102,13 @@ class KubernetesPlatform:
 
     @contextmanager
     def lock(self):
-        """One mutating command per cluster at a time: a Lease that expires if its holder dies."""
+        """One mutating command per cluster at a time: a Lease renewed while its holder lives."""
         with self._lease(f"{self.name}-mysqlsts-lock", LOCK_SECONDS, "mysqlsts command"):
             yield
 
     @contextmanager
     def drill_lock(self, wait: float = 0.0):
-        """One drill at a time: a Lease that expires if its holder dies. A drill takes it without waiting
+        """One drill at a time: a Lease renewed while its holder lives. A drill takes it without waiting
         (a second drill is refused at once); `mysqlsts switchover` and `failover` by hand take it with
         `wait` (their --timeout) before the cluster lock, so they wait for a running drill, then refuse
         naming it: see docs/drills.md. The controller's automatic failover and the drill's own switchover
@@ -124,9 +118,15 @@ class KubernetesPlatform:
 
     @contextmanager
     def leadership(self):
-        """Exactly one active controller: a Lease renewed at every check; yields the renew function."""
-        with self._lease(f"{self.name}-mysqlsts-controller", LEADER_SECONDS, "controller") as renew:
-            yield renew
+        """Exactly one active controller: a Lease renewed while it lives; yields the check its loop
+        makes before every check of the cluster."""
+        with self._lease(f"{self.name}-mysqlsts-controller", LEADER_SECONDS, "controller") as lease:
+            yield lambda: lease.check("its next check")
+
+    def check_lock(self, before: str) -> None:
+        """Raise when a Lease this process holds may be someone else's now (see lease.py)."""
+        for lease in list(self._held):
+            lease.check(before)
 
     @contextmanager
     def _lease(self, name: str, seconds: int, what: str, wait: float = 0.0):
@@ -137,9 +137,9 @@ class KubernetesPlatform:
         waiting = False
         while True:
             try:
-                held = self._acquire(name, seconds, what, holder)
+                lease = Lease.take(self.api, name, what, self.name, seconds, holder)
                 break
-            except _Held as e:
+            except Taken as e:
                 if wait <= 0:
                     raise
                 left = deadline - time.monotonic()
@@ -149,48 +149,12 @@ class KubernetesPlatform:
                     progress(f"waiting for the running {what}{e.holder} to finish (up to {wait:g}s)")
                     waiting = True
                 time.sleep(min(self.poll_interval, left))
-
-        def renew() -> None:
-            nonlocal held
-            held["spec"]["renewTime"] = _micro(datetime.now(UTC))
-            held = self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, held,
-                                                    what=f"renewing {name}"), what)
-            held = self.api.client.sanitize_for_serialization(held) if not isinstance(held, dict) else held
-
+        self._held.append(lease)
         try:
-            yield renew
+            yield lease
         finally:
-            self.api.delete("Lease", name)
-
-    def _acquire(self, name: str, seconds: int, what: str, holder: str) -> dict[str, Any]:
-        """One attempt at the Lease: create it, or take it over once its holder stopped renewing."""
-        now = datetime.now(UTC)
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "labels": selector({"name": self.name})},
-                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
-                          "acquireTime": _micro(now), "renewTime": _micro(now)}}
-        current = self.api.get("Lease", name)
-        if current is None:
-            return self._take(lambda: self.api.create(lease), what)
-        spec = current.get("spec") or {}
-        renewed = _parse_time(spec.get("renewTime"))
-        expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
-        if spec.get("holderIdentity") and expires and now < expires:
-            raise _Held(f"another {what} ({spec['holderIdentity']}) is working on cluster {self.name!r}",
-                        f"; its lock expires at {expires}", f" ({spec['holderIdentity']})")
-        lease["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        return self._take(lambda: self.api.call("replace", "Lease", name, self.namespace, lease,
-                                                what=f"taking over the expired lock {name}"), what)
-
-    def _take(self, attempt, what: str) -> dict[str, Any]:
-        try:
-            result = attempt()
-        except OperationFailed as e:
-            if "conflict" in str(e):
-                raise _Held(f"another {what} took the lock on cluster {self.name!r} first",
-                            "; try again when it is done", "") from e
-            raise
-        return result if isinstance(result, dict) else self.api.client.sanitize_for_serialization(result)
+            self._held.remove(lease)
+            lease.release()
 
     def ensure_controller(self, values: dict[str, Any]) -> str | None:
         """Nothing to do: the chart's controller Deployment is applied with everything else."""
@@ -592,18 +556,6 @@ def _finished(job: dict[str, Any] | None, *how: str) -> bool:
     status = (job or {}).get("status") or {}
     return any(c.get("type") in (how or ("Complete", "Failed")) and c.get("status") == "True"
                for c in status.get("conditions") or [])
-
-
-def _micro(t: datetime) -> str:
-    """RFC 3339 with microseconds, as Lease times must be; never a zero fraction, which the
-    client's round trip through datetime would drop."""
-    return t.replace(microsecond=t.microsecond or 1).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 __all__ = ["KINDS", "KubernetesPlatform", "in_cluster", "last_json", "pod_phase"]

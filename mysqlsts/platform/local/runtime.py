@@ -133,6 +133,9 @@ class LocalPlatform:
         with self._flock("controller.lock", "controller"):
             yield lambda: None
 
+    def check_lock(self, before: str) -> None:
+        """An flock is held until its holder lets go or dies: it is never lost."""
+
     # -- the controller, like the chart's Deployment ------------------------------------------
 
     @property
