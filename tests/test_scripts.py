@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -154,14 +155,20 @@ def test_signal_server_stops_resumes_and_kills_the_server_named_in_its_pid_file(
     def signal(name: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(script), name], env=env, capture_output=True, text=True, timeout=10)
 
-    def state() -> str:
-        return Path(f"/proc/{proc.pid}/stat").read_text().split(") ", 1)[1][0]
+    def state(want: str | None = None) -> str:
+        """The process state letter; a signal lands asynchronously, so wait a little for `want`."""
+        deadline = time.monotonic() + 5
+        while True:
+            now = Path(f"/proc/{proc.pid}/stat").read_text().split(") ", 1)[1][0]
+            if want is None or (now == "T") == (want == "T") or time.monotonic() > deadline:
+                return now
+            time.sleep(0.01)
 
     try:
         assert signal("STOP").returncode == 3  # no pid file yet: no server running
         (tmp_path / "mysqld.pid").write_text(f"{proc.pid}\n")
-        assert signal("STOP").returncode == 0 and state() == "T"
-        assert signal("CONT").returncode == 0 and state() != "T"
+        assert signal("STOP").returncode == 0 and state("T") == "T"
+        assert signal("CONT").returncode == 0 and state("R") != "T"
         assert signal("KILL").returncode == 0
         assert proc.wait(timeout=5) == -9
         stale = signal("KILL")  # the pid file outlives the server: never signal whatever has that pid now
