@@ -7,6 +7,7 @@ line per problem on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -18,6 +19,8 @@ from mysqlsts import __version__
 from mysqlsts.errors import BadInput, MysqlstsError
 from mysqlsts.model import ServerError
 
+HOLDER = re.compile(r"[!-~]{1,253}")  # a Lease holder identity as mysqlsts writes one: printable ASCII, no space
+
 
 def _values_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--values", dest="values_files", action="append", default=[], metavar="VALUES",
@@ -27,8 +30,9 @@ def _values_options(p: argparse.ArgumentParser) -> None:
 
 
 def _target_options(p: argparse.ArgumentParser, values: bool = False) -> None:
-    # Set by an in-cluster step that runs while its caller holds the cluster lock.
-    p.add_argument("--caller-holds-lock", action="store_true", help=argparse.SUPPRESS)
+    # Set by an in-cluster step that runs while its caller holds the cluster lock: the holder identity of
+    # the caller's Lease, which the step checks before each of its own steps. A bare flag gives "" (refused).
+    p.add_argument("--caller-holds-lock", nargs="?", const="", metavar="HOLDER", help=argparse.SUPPRESS)
     p.add_argument("--target", choices=["local", "kubernetes"],
                    help="where the cluster runs (default: kubernetes when a kubeconfig context exists, else local)")
     p.add_argument("--name", help="cluster name (default: from values, 'mysql')")
@@ -167,6 +171,14 @@ def _positive(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def _holder(args: argparse.Namespace) -> list[str]:
+    value = getattr(args, "caller_holds_lock", None)
+    if value is not None and not HOLDER.fullmatch(value):
+        return [f"--caller-holds-lock: must name the holder of the caller's cluster lock (one word, "
+                f"no spaces), got {value!r}"]
+    return []
+
+
 def interrupt(signum, frame) -> None:
     """SIGTERM (kill, a Job's deadline, a pod's eviction) ends a command like Ctrl-C: its cleanup runs,
     so a lock it holds is released and a drill's fault is undone."""
@@ -179,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
     try:
-        problems = _positive(args)
+        problems = _positive(args) + _holder(args)
         if problems:
             raise BadInput(problems)
         return args.handler(args)

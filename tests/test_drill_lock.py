@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -173,9 +173,19 @@ def test_a_step_for_a_caller_that_holds_the_cluster_lock_does_not_wait_for_a_dri
     monkeypatch.setattr(Roles, "recover", lambda roles: None)
     with platform.drill_lock():
         started = time.monotonic()
-        code = cli.main(["failover", "--if-no-primary", "--caller-holds-lock", *target(tmp_path), "--timeout", "30"])
+        code = cli.main(["failover", "--if-no-primary", "--caller-holds-lock", "cli-7-0a1b2c", *target(tmp_path),
+                         "--timeout", "30"])
     assert code == 0 and time.monotonic() - started < 20  # not the 30 s wait
     assert "waiting for the running drill" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--caller-holds-lock"], ["--caller-holds-lock="], ["--caller-holds-lock", "a b"]])
+def test_a_caller_holds_lock_flag_without_a_holder_is_one_line_of_bad_input(tmp_path, capsys, flag):
+    local_cluster(tmp_path)
+    assert cli.main(["failover", "--if-no-primary", *flag, *target(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1
+    assert err.startswith("mysqlsts failover: --caller-holds-lock: must name the holder of the caller's cluster lock")
 
 
 # -- on kubernetes: the locks are taken once, where the operation runs --------------------------------
@@ -204,8 +214,8 @@ class StubPlatform:
         yield
 
     @contextmanager
-    def lock(self):
-        self.taken.append("cluster lock")
+    def lock(self, held_by: str | None = None):
+        self.taken.append("cluster lock" if held_by is None else f"the check of {held_by}'s cluster lock")
         yield
 
     def enter_network(self) -> None:
@@ -235,9 +245,17 @@ def test_in_the_cluster_the_drill_lock_comes_first_then_the_cluster_lock(monkeyp
     assert stub.jobs == []
 
 
-def test_role_change_locks_for_a_caller_that_holds_the_lock_are_none():
-    class Args:
-        caller_holds_lock = True
-        timeout = 300.0
+def test_a_role_change_for_a_caller_that_holds_the_lock_takes_none_and_checks_the_callers(monkeypatch, capsys):
+    stub = StubPlatform(inside=True)
+    monkeypatch.setattr(cluster_commands, "platform_for", lambda args, name, namespace=None: stub)
+    monkeypatch.setattr(Roles, "switchover", lambda roles, to=None: {"operation": "switchover"})
+    assert cli.main(["switchover", "--target", "kubernetes", "--caller-holds-lock", "cli-7-0a1b2c"]) == 0
+    assert stub.taken == ["the check of cli-7-0a1b2c's cluster lock", "network"]
 
-    assert isinstance(cluster_commands.role_change_locks(StubPlatform(inside=True), Args()), nullcontext)
+
+def test_outside_the_cluster_a_step_for_a_caller_sends_its_holder_on_to_the_job(monkeypatch, capsys):
+    stub = StubPlatform(inside=False)
+    monkeypatch.setattr(cluster_commands, "platform_for", lambda args, name, namespace=None: stub)
+    assert cli.main(["failover", "--target", "kubernetes", "--if-no-primary", "--caller-holds-lock", "cli-7"]) == 0
+    assert stub.taken == []
+    assert stub.jobs == [(["failover", "--timeout", "300", "--if-no-primary", "--caller-holds-lock", "cli-7"], 300)]

@@ -17,11 +17,15 @@ import kmock as km
 import pytest
 from kubernetes import client
 
+from mysqlsts import cli
 from mysqlsts.chart import tls
 from mysqlsts.chart.render import ISOLATED_LABEL, render
 from mysqlsts.chart.values import load
+from mysqlsts.commands import cluster as cluster_commands
+from mysqlsts.commands.incluster import RoleSteps
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.orchestrator.failover import Roles
 from mysqlsts.platform.kubernetes import platform as platform_module
 from mysqlsts.platform.kubernetes.api import Api
 from mysqlsts.platform.kubernetes.platform import PRIMARY_ANNOTATION, VALUES_ANNOTATION, KubernetesPlatform, last_json
@@ -349,6 +353,62 @@ async def test_a_reclone_whose_lease_was_taken_over_stops_before_its_next_step(k
     assert store.objects[LOCK]["spec"]["holderIdentity"] == "successor-7"
     assert [r.url.path for r in kmock["delete"]] == [f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-mysql-1",
                                                      f"/api/v1/namespaces/{NS}/pods/mysql-1"]
+
+
+def expire(store: Store) -> None:
+    """Its holder stops renewing the lock (killed, or cut off from the API server) and it expires."""
+    lease = copy.deepcopy(store.objects[LOCK])
+    lease["spec"]["renewTime"] = "2026-01-01T00:00:00.000001Z"
+    store.write(LOCK, lease)
+
+
+@pytest.mark.parametrize("meanwhile, stopped", [
+    (None, None),
+    (successor_takes, "successor-7 holds it now"),
+    (expire, "it expired at 2026-01-01 00:00:30.000001+00:00: its holder stopped renewing it"),
+])
+async def test_a_job_run_for_a_command_outside_checks_before_each_step_that_its_caller_holds_the_lock(
+        kmock, monkeypatch, capsys, meanwhile, stopped):
+    """A lifecycle command's role change runs as a Job; its argv names the command's Lease holder, and
+    the Job stops before a step once that holder no longer holds the lock."""
+    store = Store()
+    store.install(kmock)
+    v = values()
+    store.objects[f"/apis/apps/v1/namespaces/{NS}/statefulsets/mysql"] = sts_with(v, 3)
+    caller, job = platform_for(kmock), platform_for(kmock)
+    job.inside = True
+    argvs: list[list[str]] = []
+    monkeypatch.setattr(caller, "run_in_cluster", lambda values, argv, timeout: argvs.append(argv) or {})
+    monkeypatch.setattr(cluster_commands, "platform_for", lambda args, name, namespace=None: job)
+    steps: list[str] = []
+
+    def switchover(roles: Roles, to: str | None = None) -> dict:
+        for step in ("fencing mysql-0", "making mysql-1 the source"):
+            roles.step(step)
+            steps.append(step)
+            if meanwhile:
+                meanwhile(store)
+        return {"operation": "switchover"}
+
+    monkeypatch.setattr(Roles, "switchover", switchover)
+
+    def lifecycle_command() -> int:
+        with caller.lock():
+            RoleSteps().switchover(Cluster(caller, v), 60)
+            (argv,) = argvs
+            assert argv == ["switchover", "--caller-holds-lock", store.objects[LOCK]["spec"]["holderIdentity"]]
+            return cli.main([*argv, "--target", "kubernetes", "-o", "json"])  # as the Job runs it
+
+    code = await run(lifecycle_command)
+    holder = argvs[0][-1]
+    err = capsys.readouterr().err
+    if stopped is None:
+        assert code == 0 and steps == ["fencing mysql-0", "making mysql-1 the source"]
+    else:
+        assert code == 1 and steps == ["fencing mysql-0"]
+        assert (f"mysqlsts switchover: the caller's mysqlsts command lock on cluster 'mysql' (Lease "
+                f"mysql-mysqlsts-lock) is no longer held by {holder} ({stopped}): stopping before making "
+                "mysql-1 the source") in err.splitlines()
 
 
 def pod(name: str, uid: str, **status) -> dict:

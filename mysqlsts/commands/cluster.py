@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import re
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,8 @@ def existing(args: argparse.Namespace) -> tuple[Any, Cluster]:
 
 
 def locked(platform, args: argparse.Namespace):
-    """The cluster lock, unless an in-cluster step runs for a caller that holds it."""
-    return nullcontext() if getattr(args, "caller_holds_lock", False) else platform.lock()
+    """The cluster lock; for an in-cluster step run for a caller that holds it, the check that it still does."""
+    return platform.lock(held_by=getattr(args, "caller_holds_lock", None))
 
 
 def verification(platform, cluster: Cluster, publish: bool, timeout: float = 300) -> dict[str, Any]:
@@ -243,10 +243,11 @@ def role_change_locks(platform, args: argparse.Namespace):
     """What a manual switchover or failover holds: first the drill lock, waiting up to --timeout for a
     running drill (changing the primary under it would make its figures mean nothing), then the cluster
     lock; the order a drill takes them in, so neither waits on the other. A step run for a caller that
-    holds the cluster lock (a lifecycle command's role change) takes neither. The controller's automatic
-    failover and a drill's own switchover call Roles directly and never come here."""
-    if getattr(args, "caller_holds_lock", False):
-        return nullcontext()
+    holds the cluster lock (a lifecycle command's role change) takes neither: it checks before each step
+    that its caller still holds it. The controller's automatic failover and a drill's own switchover call
+    Roles directly and never come here."""
+    if args.caller_holds_lock is not None:
+        return locked(platform, args)
     return _drill_then_cluster_lock(platform, args.timeout)
 
 
@@ -260,15 +261,20 @@ def _role_change_job(args: argparse.Namespace) -> tuple[list[str], float]:
     """The in-cluster command's own --timeout (its wait for a drill), and the Job's deadline: that wait
     plus the operation's --timeout, so a drill that outlasts the wait ends in the command's refusal,
     not in the Job's deadline."""
-    wait = 0.0 if args.caller_holds_lock else args.timeout
+    wait = 0.0 if args.caller_holds_lock is not None else args.timeout
     return ["--timeout", f"{args.timeout:g}"], wait + args.timeout
+
+
+def _forwarded_holder(args: argparse.Namespace) -> list[str]:
+    """A step run for a caller that holds the cluster lock, sent on to a Job: the Job checks that caller."""
+    return ["--caller-holds-lock", args.caller_holds_lock] if args.caller_holds_lock is not None else []
 
 
 def switchover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
     timeout_flag, job_timeout = _role_change_job(args)
     remote = ["switchover", *(["--to", args.to] if args.to else []), *timeout_flag,
-              *(["--caller-holds-lock"] if args.caller_holds_lock else [])]
+              *_forwarded_holder(args)]
     report = in_cluster(platform, cluster.values, remote, job_timeout, lambda: Roles(cluster).switchover(args.to),
                         guard=role_change_locks(platform, args))
     return print_report(report, args)
@@ -276,11 +282,10 @@ def switchover_cmd(args: argparse.Namespace) -> int:
 
 def failover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
-    flags = {"--force": args.force, "--if-no-primary": args.if_no_primary,
-             "--caller-holds-lock": args.caller_holds_lock}
+    flags = {"--force": args.force, "--if-no-primary": args.if_no_primary}
     timeout_flag, job_timeout = _role_change_job(args)
     remote = ["failover", *(["--to", args.to] if args.to else []), *timeout_flag,
-              *(f for f, on in flags.items() if on)]
+              *(f for f, on in flags.items() if on), *_forwarded_holder(args)]
 
     def here() -> dict[str, Any]:
         roles = Roles(cluster)

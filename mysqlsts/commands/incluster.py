@@ -31,13 +31,22 @@ def in_cluster(platform: Platform, values: dict[str, Any], argv: list[str], time
         return here()
 
 
+def caller_holds_lock(platform: Platform) -> list[str]:
+    """The flag for a Job run while this process holds the cluster lock: it names the holder, and the Job
+    checks before each step that the Lease is still that holder's (this process may be killed or cut off
+    while the Job runs on). No holder (a platform that runs no Job): no flag, the command locks itself."""
+    holder = platform.lock_holder()
+    return ["--caller-holds-lock", holder] if holder else []
+
+
 class RoleSteps:
     """The role changes a lifecycle step needs midway, for a caller that already holds the lock."""
 
     def recover(self, cluster: Cluster) -> None:
-        in_cluster(cluster.platform, cluster.values, ["failover", "--if-no-primary", "--caller-holds-lock"], 120,
+        in_cluster(cluster.platform, cluster.values,
+                   ["failover", "--if-no-primary", *caller_holds_lock(cluster.platform)], 120,
                    lambda: Roles(cluster).recover())
 
     def switchover(self, cluster: Cluster, timeout: float) -> None:
-        in_cluster(cluster.platform, cluster.values, ["switchover", "--caller-holds-lock"], timeout,
+        in_cluster(cluster.platform, cluster.values, ["switchover", *caller_holds_lock(cluster.platform)], timeout,
                    lambda: Roles(cluster).switchover())

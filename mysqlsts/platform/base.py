@@ -38,9 +38,12 @@ class Platform(Protocol):
 
     def describe(self) -> str: ...
     def exists(self) -> bool: ...
-    def lock(self) -> AbstractContextManager[None]: ...  # one mutating command per cluster
+    # One mutating command per cluster. `held_by`: this process acts for a caller that holds it (a Job run
+    # for a command outside the cluster): nothing is taken, and check_lock checks that caller still holds it.
+    def lock(self, held_by: str | None = None) -> AbstractContextManager[None]: ...
+    def lock_holder(self) -> str | None: ...  # who holds the cluster lock for this process; None: no Job needs it
     def leadership(self) -> AbstractContextManager[Callable[[], None]]: ...  # one controller; yields a check
-    # Raise OperationFailed when a lock this process holds may be someone else's now: an action calls it
+    # Raise OperationFailed when a lock this process holds (or acts for) may be someone else's now: an action calls it
     # before each step, and one whose lock was lost stops before `before`. A lock that cannot be lost
     # while its holder lives (an flock) never raises.
     def check_lock(self, before: str) -> None: ...

@@ -5,7 +5,8 @@ version as precondition (of two racing takers, one gets 409). While held it is r
 background, each renewal with the version last written as precondition: a holder learns at its
 next renewal that someone else wrote the Lease, and the actions it runs stop before their next
 step. It is released by a delete with the same precondition, so a holder that lost its Lease
-never deletes a successor's."""
+never deletes a successor's. A Job run for a command that holds the Lease outside the cluster reads it
+before each step instead (`CallersLease`): it stops once that command no longer holds it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Lease:
     def __init__(self, api: Api, name: str, what: str, cluster: str, seconds: int, written: dict[str, Any],
                  since: float):
         self.api, self.name, self.what, self.cluster, self.seconds = api, name, what, cluster, seconds
+        self.holder: str = written["spec"]["holderIdentity"]
         self.written = written  # as last written by us: its resourceVersion is every later write's precondition
         self.renewed = since  # monotonic time the last successful write was sent
         self.lost: str | None = None  # why it is someone else's now
@@ -56,8 +58,7 @@ class Lease:
         current = api.get("Lease", name)
         if current is not None:
             spec = current.get("spec") or {}
-            renewed = parse_time(spec.get("renewTime"))
-            expires = renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
+            expires = expiry(spec, seconds)
             if spec.get("holderIdentity") and expires and now < expires:
                 raise Taken(f"another {what} ({spec['holderIdentity']}) is working on cluster {cluster!r}",
                             f"; its lock expires at {expires}", f" ({spec['holderIdentity']})")
@@ -124,6 +125,43 @@ class Lease:
         except OperationFailed:
             holder = None
         return f"{holder} holds it now" if holder else "another writer changed it"
+
+
+class CallersLease:
+    """A Lease the caller of this process holds: a command outside the cluster whose role change runs
+    here, in a Job. Never written here; read at each check, so the Job stops before its next step once
+    that caller was killed or cut off (its Lease expired) or lost the Lease to another holder."""
+
+    def __init__(self, api: Api, name: str, what: str, cluster: str, holder: str):
+        self.api, self.name, self.what, self.cluster, self.holder = api, name, what, cluster, holder
+
+    def check(self, before: str) -> None:
+        """One GET (retried as any call): raise unless the caller still holds the Lease, unexpired."""
+        try:
+            why = self._not_held(self.api.get("Lease", self.name))
+        except OperationFailed as e:
+            why = f"it could not be read: {e.problems[0]}"
+        if why is not None:
+            raise OperationFailed(f"the caller's {self.what} lock on cluster {self.cluster!r} (Lease {self.name}) "
+                                  f"is no longer held by {self.holder} ({why}): stopping before {before}")
+
+    def _not_held(self, current: dict[str, Any] | None) -> str | None:
+        """Why the caller holds the Lease no longer, in words; None while it does."""
+        if current is None:
+            return "it was deleted"
+        spec = current.get("spec") or {}
+        if spec.get("holderIdentity") != self.holder:
+            return f"{spec.get('holderIdentity') or 'no one'} holds it now"
+        expires = expiry(spec, 0)
+        if expires is None or datetime.now(UTC) >= expires:
+            return f"it expired at {expires}: its holder stopped renewing it"
+        return None
+
+
+def expiry(spec: dict[str, Any], seconds: int) -> datetime | None:
+    """When a Lease expires unless renewed: its renewTime plus its duration (else `seconds`)."""
+    renewed = parse_time(spec.get("renewTime"))
+    return renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or seconds) if renewed else None
 
 
 def plain(api: Api, obj: Any) -> dict[str, Any]:

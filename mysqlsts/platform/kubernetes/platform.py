@@ -22,7 +22,7 @@ from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
 from mysqlsts.platform.base import PodInfo
 from mysqlsts.platform.kubernetes.api import KINDS, Api
-from mysqlsts.platform.kubernetes.lease import Lease, Taken
+from mysqlsts.platform.kubernetes.lease import CallersLease, Lease, Taken
 
 VALUES_ANNOTATION = "mysqlsts.io/values"
 PRIMARY_ANNOTATION = "mysqlsts.io/primary"
@@ -64,7 +64,7 @@ class KubernetesPlatform:
         self.namespace = self.api.namespace
         self.names = Names.of(name)
         self.pod_selector = selector_string(selector({"name": name}))
-        self._held: list[Lease] = []  # the Leases this process holds now
+        self._held: list[Lease | CallersLease] = []  # the Leases this process holds now, or acts for
 
     # -- state ---------------------------------------------------------------------------
 
@@ -101,10 +101,26 @@ class KubernetesPlatform:
         return stored
 
     @contextmanager
-    def lock(self):
-        """One mutating command per cluster at a time: a Lease renewed while its holder lives."""
-        with self._lease(f"{self.name}-mysqlsts-lock", LOCK_SECONDS, "mysqlsts command"):
+    def lock(self, held_by: str | None = None):
+        """One mutating command per cluster at a time: a Lease renewed while its holder lives. With
+        `held_by` (a Job run for a command outside the cluster that holds it), nothing is taken:
+        check_lock reads the Lease and stops this process's action once `held_by` holds it no longer."""
+        name, what = f"{self.name}-mysqlsts-lock", "mysqlsts command"
+        if held_by is None:
+            with self._lease(name, LOCK_SECONDS, what):
+                yield
+            return
+        lease = CallersLease(self.api, name, what, self.name, held_by)
+        self._held.append(lease)
+        try:
             yield
+        finally:
+            self._held.remove(lease)
+
+    def lock_holder(self) -> str | None:
+        """Who holds the cluster lock for this process (its own Lease's holder, or its caller's)."""
+        name = f"{self.name}-mysqlsts-lock"
+        return next((lease.holder for lease in self._held if lease.name == name), None)
 
     @contextmanager
     def drill_lock(self, wait: float = 0.0):
@@ -124,7 +140,7 @@ class KubernetesPlatform:
             yield lambda: lease.check("its next check")
 
     def check_lock(self, before: str) -> None:
-        """Raise when a Lease this process holds may be someone else's now (see lease.py)."""
+        """Raise when a Lease this process holds, or acts for, may be someone else's now (see lease.py)."""
         for lease in list(self._held):
             lease.check(before)
 
