@@ -92,30 +92,37 @@ def wait_healthy(c: LocalCluster, timeout: float = 60) -> dict:
 
 
 class Writer(threading.Thread):
-    """An independent writer through the primary name: records every acknowledged commit."""
+    """An independent writer through the primary name (or to `host` from the source address `bind`: a
+    client on an isolated primary's side): records every acknowledged commit, which node acknowledged
+    it (the report_host of its connection) and every failed attempt."""
 
-    def __init__(self, cluster: LocalCluster, table: str = "app.ledger"):
+    def __init__(self, cluster: LocalCluster, table: str = "app.ledger", host: str | None = None,
+                 bind: str | None = None, first_id: int | None = None):
         super().__init__(daemon=True)
         self.cluster, self.table = cluster, table
+        self.host, self.bind = host or f"{cluster.name}-primary", bind
         self.acked: list[tuple[int, float]] = []  # (id, time acknowledged)
         self.acks: list[Ack] = []  # the same, at epoch seconds and with the pod that acknowledged each
         self.failures = 0
+        self.failed: list[tuple[float, float, str]] = []  # (attempt started, failed, error), epoch seconds
         self.stop = threading.Event()
         with cluster.connect(f"{cluster.name}-primary") as conn, conn.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS app")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, at TIMESTAMP(6))")
             cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
-            self.next_id = cur.fetchone()[0] + 1
+            self.next_id = first_id or cur.fetchone()[0] + 1
 
     def run(self) -> None:
         conn = None
+        pod = ""
         password = self.cluster.passwords()["rootPassword"]
         while not self.stop.is_set():
+            started = time.time()
             try:
                 if conn is None:
-                    conn = pymysql.connect(host=f"{self.cluster.name}-primary", port=3306, user="root",
-                                           password=password, autocommit=True, connect_timeout=1,
-                                           read_timeout=5, write_timeout=5)
+                    conn = pymysql.connect(host=self.host, port=3306, user="root", password=password,
+                                           autocommit=True, connect_timeout=1, read_timeout=5, write_timeout=5,
+                                           bind_address=self.bind)
                     with conn.cursor() as cur:
                         cur.execute("SELECT @@GLOBAL.report_host")
                         pod = (cur.fetchone()[0] or "").split(".")[0]
@@ -125,8 +132,9 @@ class Writer(threading.Thread):
                 self.acked.append((i, time.monotonic()))
                 self.acks.append(Ack(i, time.time(), pod))
                 time.sleep(0.005)
-            except pymysql.MySQLError:
+            except pymysql.MySQLError as e:
                 self.failures += 1
+                self.failed.append((started, time.time(), str(e)))
                 if conn is not None:
                     conn.close()
                 conn = None

@@ -1,7 +1,7 @@
 """Drills on real servers (local runtime, MariaDB): each fault, the report checked
 against an independent writer's own measurements, a drill that really loses
 acknowledged writes reported as failing with the lost ids, abort, history,
-metrics and scheduling."""
+metrics and scheduling. The isolate fault has its own file, test_partition.py."""
 
 from __future__ import annotations
 
@@ -67,13 +67,6 @@ def test_each_fault_is_measured_like_an_independent_writer_sees_it(cluster, faul
     with cluster.connect(f"{cluster.name}-primary") as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM app.drill_witness")
         assert set(acked) <= {r[0] for r in cur.fetchall()}  # the witness lost nothing either
-
-
-def test_isolate_is_refused_with_the_reason_on_the_local_runtime(cluster):
-    result = cluster.run("drill", "--fault", "isolate")
-    assert result.returncode == 2
-    assert "--fault: isolate is not available on the local target" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_history_markdown_and_metrics(cluster):

@@ -990,12 +990,10 @@ def test_drill_isolate_is_measured_or_cleanly_refused(cluster):
         assert result.returncode != 0, result.stderr
         assert len(errors) == 1, result.stderr  # a clean refusal: one line, with the reason
         assert "isolate" in errors[0] and len(errors[0]) > len("mysqlsts drill: ") + 40, errors[0]
-        if t.name == "local":  # documented (docs/drills.md): bad input, and why
+        if t.name == "local":  # documented (docs/drills.md): bad input (no root, no nft), and why
             assert result.returncode == 2
             assert errors[0].startswith("mysqlsts drill: --fault: isolate is not available on the local target: ")
-            assert "firewall" in errors[0]
         return
-    assert t.name != "local", "the local runtime cannot isolate a pod, yet the drill ran"
     report = json.loads(result.stdout)
     assert result.returncode == (0 if report["passed"] else 1)
     # It ran: the isolation must have taken effect (a CNI that ignores NetworkPolicies must make it refuse).

@@ -236,6 +236,30 @@ def test_rto_runs_from_the_old_primarys_last_ack_to_the_first_ack_elsewhere():
     assert not failed.passed and len(failed.reasons) == 4
 
 
+def test_a_node_acknowledging_after_another_took_writes_over_is_split_brain_as_clients_see_it():
+    from mysqlsts.decisions.drill import Ack, acks_after_handover, verdict
+
+    handover = [Ack(1, 1.0, "mysql-0"), Ack(1_000_000_001, 1.1, "mysql-0"), Ack(2, 4.0, "mysql-1"),
+                Ack(3, 4.1, "mysql-1")]
+    assert acks_after_handover(handover) == []  # one node after the other, whichever client wrote
+    isolated = [*handover, Ack(1_000_000_002, 4.05, "mysql-0")]  # the isolated side acknowledged one meanwhile
+    assert acks_after_handover(isolated) == [Ack(1_000_000_002, 4.05, "mysql-0")]
+    assert acks_after_handover(list(reversed(isolated))) == [Ack(1_000_000_002, 4.05, "mysql-0")]  # by time
+    failed = verdict(1.0, 0, 0, True, max_rto=3, max_lost=0, split_brain_acks=1)
+    assert not failed.passed and failed.reasons == ["1 write(s) acknowledged by a node after another had taken "
+                                                    "writes over"]
+
+
+@given(st.lists(st.tuples(st.floats(0, 100), st.sampled_from(["mysql-0", "mysql-1", "mysql-2"])), max_size=30))
+def test_acks_in_runs_one_node_after_another_are_never_split_brain(specs):
+    from mysqlsts.decisions.drill import Ack, acks_after_handover
+
+    acks = [Ack(i, at, by) for i, (at, by) in enumerate(specs)]
+    order = sorted(acks, key=lambda a: a.at)
+    runs = [a.by for i, a in enumerate(order) if i == 0 or order[i - 1].by != a.by]
+    assert (acks_after_handover(acks) == []) == (len(runs) == len(set(runs)))
+
+
 def test_a_lost_primary_back_from_a_crash_is_promoted_again_only_when_no_replica_holds_as_much():
     back = node("mysql-0", "0-100-9", owns_data=True)  # restarted, fenced, lost nothing
     replicas = [node(f"mysql-{i}", "0-100-9", source="mysql-0") for i in (1, 2)]

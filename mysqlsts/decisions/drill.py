@@ -34,6 +34,21 @@ def overlaps(samples: list[tuple[float, list[str]]]) -> list[tuple[float, list[s
     return [(t, nodes) for t, nodes in samples if len(nodes) > 1]
 
 
+def acks_after_handover(acks: list[Ack]) -> list[Ack]:
+    """Writes a node acknowledged after another node had acknowledged one since it last did: two nodes
+    taking writes at once, as the clients saw it. The read_only samples cannot see across a partition
+    (an isolated primary answers no sampler), the clients on its side can."""
+    stale, retired, current = [], set(), None
+    for ack in sorted(acks, key=lambda a: a.at):
+        if ack.by in retired:
+            stale.append(ack)
+            continue
+        if current is not None and ack.by != current:
+            retired.add(current)
+        current = ack.by
+    return stale
+
+
 @dataclass(frozen=True)
 class Verdict:
     passed: bool
@@ -41,7 +56,7 @@ class Verdict:
 
 
 def verdict(rto_seconds: float | None, lost_writes: int, split_brain: int, healthy_after: bool,
-            max_rto: float, max_lost: int) -> Verdict:
+            max_rto: float, max_lost: int, split_brain_acks: int = 0) -> Verdict:
     reasons = []
     if rto_seconds is None:
         reasons.append("writes never resumed through the primary name")
@@ -51,6 +66,8 @@ def verdict(rto_seconds: float | None, lost_writes: int, split_brain: int, healt
         reasons.append(f"{lost_writes} acknowledged writes lost (drills.maxLostWrites {max_lost})")
     if split_brain:
         reasons.append(f"two writable nodes seen at {split_brain} moment(s)")
+    if split_brain_acks:
+        reasons.append(f"{split_brain_acks} write(s) acknowledged by a node after another had taken writes over")
     if not healthy_after:
         reasons.append("the cluster was not healthy after the drill")
     return Verdict(not reasons, reasons)

@@ -26,7 +26,13 @@ ROWS = [  # key, label, unit
     ("writes_acknowledged", "writes acknowledged", ""),
     ("lost_writes", "acknowledged writes lost (RPO)", ""),
     ("split_brain_samples", "moments with two writable nodes", ""),
+    ("split_brain_acks", "writes acknowledged by a node after another took over", ""),
     ("healthy_after", "healthy afterwards", ""),
+]
+ISOLATE_ROWS = [  # after "writes acknowledged", for the isolate fault only
+    ("partition_healed_seconds", "partition healed (fault -> cut lifted)", "s"),
+    ("side_writes_acknowledged", "writes acknowledged on the old primary's side", ""),
+    ("acks_while_isolated", "writes the old primary acknowledged while cut off", ""),
 ]
 
 
@@ -41,7 +47,11 @@ def cell(value: Any, unit: str) -> str:
 
 
 def rows(report: dict[str, Any]) -> list[list[str]]:
-    out = [[label, cell(report.get(key), unit)] for key, label, unit in ROWS]
+    shown = ROWS
+    if report.get("fault") == "isolate":
+        at = [key for key, _, _ in ROWS].index("writes_acknowledged") + 1
+        shown = [*ROWS[:at], *ISOLATE_ROWS, *ROWS[at:]]
+    out = [[label, cell(report.get(key), unit)] for key, label, unit in shown]
     if report.get("lost_ids"):
         out.append(["lost write ids", ", ".join(map(str, report["lost_ids"][:50]))])
     out.append(["verdict", "PASS" if report["passed"] else "FAIL: " + "; ".join(report["verdict_reasons"])])
@@ -127,6 +137,8 @@ def metrics(report: dict[str, Any]) -> CollectorRegistry:
         ("mysqlsts_drill_lost_writes", "Acknowledged writes lost in the last drill", report["lost_writes"]),
         ("mysqlsts_drill_split_brain_samples", "Samples with two writable nodes in the last drill",
          report["split_brain_samples"]),
+        ("mysqlsts_drill_split_brain_acks", "Writes acknowledged by a node after another took over, last drill",
+         report.get("split_brain_acks")),
         ("mysqlsts_drill_passed", "1 when the last drill passed its thresholds, else 0", int(report["passed"])),
         ("mysqlsts_drill_last_run_timestamp_seconds", "When the last drill ran (Unix time)", report["finished_at"]),
     ]

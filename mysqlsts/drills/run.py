@@ -25,28 +25,33 @@ from mysqlsts.output import progress
 
 SCHEMA = "mysqlsts_drill"  # the drill's own schema: user schemas are never touched
 FAULTS = ("kill", "hang", "switchover", "isolate")
+SIDE_IDS = 1_000_000_000  # the ledger ids of the writer on an isolated primary's side start above this
+ISOLATE_HOLD_SECONDS = 3.0  # the partition outlasts the promotion by this much (within 3/4 of the drill)
 
 
 class Writer(threading.Thread):
-    """Writes `rate` rows a second through the primary name; records every acknowledged one."""
+    """Writes `rate` rows a second through the primary name (or to `host` from `bind`: the client on an
+    isolated primary's side); records every acknowledged one."""
 
-    def __init__(self, cluster: Cluster, run_id: str, rate: float):
-        super().__init__(daemon=True, name="drill-writer")
+    def __init__(self, cluster: Cluster, run_id: str, rate: float, host: str | None = None,
+                 bind: str | None = None, first_id: int = 1):
+        super().__init__(daemon=True, name="drill-writer" if host is None else "drill-side-writer")
         self.cluster, self.run_id, self.rate = cluster, run_id, rate
+        self.host, self.bind, self.first_id = host, bind, first_id
         self.acks: list[decide.Ack] = []
         self.failed = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         conn = None
-        name = self.cluster.platform.primary_fqdn()
-        for n in itertools.count(1):
+        name = self.host or self.cluster.platform.primary_fqdn()
+        for n in itertools.count(self.first_id):
             if self.stop.is_set():
                 break
             due = time.monotonic() + 1.0 / self.rate
             try:
                 if conn is None:
-                    conn = self.cluster.connect_client(name, timeout=1.0)
+                    conn = self.cluster.connect_client(name, timeout=1.0, bind_address=self.bind)
                     with conn.cursor() as cur:
                         cur.execute("SELECT @@GLOBAL.report_host")
                         by = (cur.fetchone()[0] or "").split(".")[0]
@@ -117,13 +122,16 @@ class Drill:
         pods = [(v.name, v.fqdn) for v in views if v.running]
         self.prepare_ledger(run_id)
         writer, sampler = Writer(cluster, run_id, self.rate), Sampler(cluster, pods)
+        side = self.side_writer(run_id, next(v for v in views if v.name == old).address)
         controller, controller_thread = self.controller()
         undo = None
         fault_at, fault_epoch = 0.0, 0.0
-        rejoined = None
+        rejoined = cut = healed = None
         try:
             writer.start()
             sampler.start()
+            if side is not None:
+                side.start()
             # A steady state to compare with, then the fault at a random moment of the controller's check
             # cycle: lining the two up would report the best case, not a typical one.
             interval = float(cluster.values["controller"]["checkIntervalSeconds"])
@@ -137,6 +145,11 @@ class Drill:
                     Roles(cluster).switchover()
             else:
                 undo = platform.inject(old, self.fault)
+            if self.fault == "isolate":
+                cut = time.monotonic()  # proven: nothing reaches the old primary but its side
+                healed = self.hold_partition(old, fault_at, sampler)
+                undo()
+                undo = None
             rejoined = self.wait_rejoin(old, fault_at, sampler)
             time.sleep(max(0.0, fault_at + self.duration * 0.75 - time.monotonic()))
         except BaseException:  # Ctrl-C, SIGTERM, a failure: undo the fault and leave a primary behind
@@ -149,14 +162,41 @@ class Drill:
         finally:
             if undo is not None:
                 undo()
-            writer.stop.set()
-            writer.join(timeout=10)
+            for w in (writer, side):
+                if w is not None:
+                    w.stop.set()
+            for w in (writer, side):
+                if w is not None:
+                    w.join(timeout=10)
             sampler.stop.set()
             sampler.join(timeout=10)
             if controller is not None:
                 controller.stopping = True
                 controller_thread.join(timeout=10)
-        return self.report(run_id, started_at, old, (fault_at, fault_epoch), writer, sampler, rejoined)
+        return self.report(run_id, started_at, old, (fault_at, fault_epoch), writer, sampler, rejoined, side,
+                           (cut, healed) if cut is not None and healed is not None else None)
+
+    def side_writer(self, run_id: str, address: str | None) -> Writer | None:
+        """isolate: a client on the primary's side of the partition, writing to it directly from the
+        address the cut spares. Semi-sync without fallback must keep the isolated primary from
+        acknowledging anything of it that is then lost. None where no client stays on that side."""
+        bind = self.cluster.platform.client_side_address() if self.fault == "isolate" else None
+        if bind is None or address is None:
+            return None
+        return Writer(self.cluster, run_id, self.rate, host=address, bind=bind, first_id=SIDE_IDS + 1)
+
+    def hold_partition(self, old: str, fault_at: float, sampler: Sampler) -> float:
+        """Keep the old primary cut off until another node took writes and ISOLATE_HOLD_SECONDS more (at
+        most 3/4 of the drill, the rest is for the old primary to come back): meanwhile its side keeps
+        writing to it. Returns when the cut is lifted."""
+        until = fault_at + self.duration * 0.75
+        while time.monotonic() < until:
+            promoted = sampler.first_writable_other_than(old, fault_at)
+            if promoted is not None:
+                until = min(until, promoted + ISOLATE_HOLD_SECONDS)
+            time.sleep(0.1)
+        progress(f"healing the partition of {old}")
+        return time.monotonic()
 
     def controller(self) -> tuple[Controller | None, threading.Thread | None]:
         """The controller recovers from the fault: the cluster's own when one runs, else one for the drill."""
@@ -195,13 +235,16 @@ class Drill:
         return None
 
     def report(self, run_id: str, started_at: datetime, old: str, fault: tuple[float, float], writer: Writer,
-               sampler: Sampler, rejoined: float | None) -> dict[str, Any]:
-        """`fault`: when it was injected, on this process's monotonic clock and as epoch seconds."""
+               sampler: Sampler, rejoined: float | None, side: Writer | None = None,
+               partitioned: tuple[float, float] | None = None) -> dict[str, Any]:
+        """`fault`: when it was injected, on this process's monotonic clock and as epoch seconds.
+        `partitioned`: isolate, from the cut proven to its heal (monotonic)."""
         cluster = self.cluster
         fault_at, fault_epoch = fault
         checks = cluster.verify()
         healthy = all(c.ok for c in checks)
         missing: dict[str, list[int]] = {}
+        acks = writer.acks + (side.acks if side is not None else [])
         new = cluster.platform.recorded_primary()
         views = cluster.observe()
         primary_gtid = next((v.state.gtid for v in views if v.name == new and v.state is not None), "")
@@ -209,15 +252,16 @@ class Drill:
             if v.state is None or v.quarantined:
                 continue
             present = self.ledger_ids(v, run_id, primary_gtid)
-            missing[v.name] = decide.lost(writer.acks, present) if present is not None else []
+            missing[v.name] = decide.lost(acks, present) if present is not None else []
         lost_ids = sorted({i for ids in missing.values() for i in ids})
         decision = next((e for e in self.events if e["event"] == "failing-over"), None)
         promoted = sampler.first_writable_other_than(old, fault_at)
         rto = decide.rto(writer.acks, fault_at, old)
         split = decide.overlaps(sampler.samples)
+        stale = decide.acks_after_handover(acks)
         thresholds = cluster.values["drills"]
         verdict = decide.verdict(rto, len(lost_ids), len(split), healthy, float(thresholds["maxRTOSeconds"]),
-                                 int(thresholds["maxLostWrites"]))
+                                 int(thresholds["maxLostWrites"]), len(stale))
 
         def since_fault(t: float | None) -> float | None:
             return None if t is None else round(t - fault_at, 3)
@@ -235,6 +279,12 @@ class Drill:
             "lost_writes": len(lost_ids), "lost_ids": lost_ids[:1000],
             "lost_by_node": {n: ids[:100] for n, ids in missing.items() if ids},
             "split_brain_samples": len(split), "read_only_samples": len(sampler.samples),
+            "split_brain_acks": len(stale),
+            "partition_healed_seconds": since_fault(partitioned[1]) if partitioned else None,
+            "acks_while_isolated": None if partitioned is None else sum(
+                1 for a in acks if a.by == old and partitioned[0] < a.at <= partitioned[1]),
+            "side_writes_acknowledged": None if side is None else len(side.acks),
+            "side_write_errors": None if side is None else side.failed,
             "healthy_after": healthy, "failed_checks": [f"{c.name}: {c.detail}" for c in checks if not c.ok],
             "thresholds": {"maxRTOSeconds": thresholds["maxRTOSeconds"], "maxLostWrites": thresholds["maxLostWrites"]},
             "passed": verdict.passed, "verdict_reasons": verdict.reasons,

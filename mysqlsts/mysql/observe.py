@@ -12,14 +12,15 @@ OPERATOR_USER = "mysqlsts"
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
             database: str | None = None, read_timeout: float | None = None, user: str = OPERATOR_USER,
-            unix_socket: str | None = None):
+            unix_socket: str | None = None, bind_address: str | None = None):
     """A connection by host name over TCP, or through the server's unix socket when one is given (the pod
-    agent and its own server: no TLS needed there)."""
+    agent and its own server: no TLS needed there). `bind_address`: the source address, for a client on
+    an isolated pod's side of a partition (local runtime)."""
     read_timeout = read_timeout or timeout + 2
     return pymysql.connect(host=host, port=port, user=user, password=password, database=database,
                            connect_timeout=timeout, read_timeout=read_timeout, write_timeout=read_timeout,
                            autocommit=True, ssl_disabled=unix_socket is not None or not flavor.client_tls,
-                           unix_socket=unix_socket)
+                           unix_socket=unix_socket, bind_address=bind_address)
 
 
 def observe(conn, flavor: Flavor) -> ServerState:

@@ -76,10 +76,11 @@ class Cluster:
         return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout,
                        read_timeout=read_timeout)
 
-    def connect_client(self, host: str, timeout: float = 3.0):
+    def connect_client(self, host: str, timeout: float = 3.0, bind_address: str | None = None):
         """As a client (root): the fence holds for it, so data writes (canary, drill ledger) can never
         land on a fenced node, whatever a name still points at."""
-        return connect(host, self.port, self.passwords["rootPassword"], self.flavor, timeout=timeout, user="root")
+        return connect(host, self.port, self.passwords["rootPassword"], self.flavor, timeout=timeout, user="root",
+                       bind_address=bind_address)
 
     # -- observation -----------------------------------------------------------------------
 

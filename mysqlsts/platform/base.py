@@ -7,6 +7,8 @@ reach pods by their per-pod DNS names.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -69,6 +71,7 @@ class Platform(Protocol):
     def drill_lock(self, wait: float = 0.0) -> AbstractContextManager[None]: ...
     def fault_unavailable(self, fault: str) -> str | None: ...
     def inject(self, name: str, fault: str) -> Callable[[], None]: ...
+    def client_side_address(self) -> str | None: ...  # a client bound to it stays on an isolated pod's side
     def record_drill(self, report: dict[str, Any], metrics: str) -> str: ...  # where it went
 
     # who the primary is: recorded, and published under the primary name
@@ -82,3 +85,17 @@ class Platform(Protocol):
 
     def diagnose(self, name: str) -> list[str]: ...
     def destroy(self, delete_data: bool) -> None: ...
+
+
+def unreachable(address: str, port: int, within: float) -> bool:
+    """True once a TCP connection to address:port fails (refused or timed out) within `within` seconds:
+    an isolate fault proves it took before a drill measures anything."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1.0):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.25)
+    return False

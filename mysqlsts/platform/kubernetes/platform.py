@@ -20,7 +20,7 @@ from mysqlsts.chart.secrets import SECRET_DATA_KEYS
 from mysqlsts.decisions.topology import published_role
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
-from mysqlsts.platform.base import PodInfo
+from mysqlsts.platform.base import PodInfo, unreachable
 from mysqlsts.platform.kubernetes.api import KINDS, Api
 from mysqlsts.platform.kubernetes.lease import CallersLease, Lease, Taken
 
@@ -315,6 +315,11 @@ class KubernetesPlatform:
     def fault_unavailable(fault: str) -> str | None:
         return None
 
+    @staticmethod
+    def client_side_address() -> str | None:
+        """A deny-all NetworkPolicy lets no client in: nothing stays on an isolated pod's side."""
+        return None
+
     def inject(self, name: str, fault: str):
         """Break the pod; returns how to undo it. kill and hang signal the server in its pod. isolate
         labels the pod out of the chart's NetworkPolicy and denies all its traffic with one of its own,
@@ -494,19 +499,6 @@ def _immutable_change(before: dict[str, Any], after: dict[str, Any]) -> bool:
     old, new = before.get("spec") or {}, after.get("spec") or {}
     return any(f in new and old.get(f, "OrderedReady" if f == "podManagementPolicy" else None) != new[f]
                for f in IMMUTABLE_STS_FIELDS)
-
-
-def unreachable(address: str, port: int, within: float) -> bool:
-    """True once a TCP connection to address:port fails (refused or timed out) within `within` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((address, port), timeout=1.0):
-                pass
-        except OSError:
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def pod_phase(pod: dict[str, Any] | None) -> str:

@@ -60,6 +60,12 @@ def stop_group(pgid: int, grace: float) -> None:
 
 
 def group_alive(pgid: int) -> bool:
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group: a pod is its supervisor's group."""
+    members = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -67,5 +73,14 @@ def group_alive(pgid: int) -> bool:
             except OSError:
                 continue
             if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
+                members.append(int(entry.name))
+    return members
+
+
+def started(pid: int) -> str:
+    """When the process started (clock ticks since boot), '' if gone: a pid and this name one process,
+    never a later one that reused the pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""

@@ -8,9 +8,11 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,8 @@ from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import Names
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
-from mysqlsts.platform.base import PodInfo
-from mysqlsts.platform.local import netns, procs
+from mysqlsts.platform.base import PodInfo, unreachable
+from mysqlsts.platform.local import netns, partition, procs
 from mysqlsts.platform.local.dns import ClusterDNS
 from mysqlsts.platform.local.layout import ClusterLayout, template_revision
 from mysqlsts.state import read_json, write_atomic, write_json
@@ -30,6 +32,19 @@ from mysqlsts.state import read_json, write_atomic, write_json
 SUPERVISOR = "mysqlsts.platform.local.supervisor"
 CONTROLLER = "mysqlsts controller"
 FIRST_HOST, LAST_HOST = 10, 250
+SIDE_HOST = 251  # an isolated pod's client side: in the cluster's block, never a pod's address
+ISOLATE_PROOF_SECONDS = 5.0  # how long the cut may take to hold before isolate gives up on it
+POD_SIDE_PROBE_SECONDS = 2.0  # a loopback connection answers at once unless the cut drops it
+# Run in a process of its own: it moves itself into the isolated pod's cgroup, then tries a peer.
+# Exit 0: reached it; 10: blocked; anything else: the probe itself failed.
+POD_SIDE_PROBE = """import socket, sys
+with open(sys.argv[1], "w") as f:
+    f.write("0")
+try:
+    socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=float(sys.argv[4])).close()
+except OSError:
+    sys.exit(10)
+"""
 
 
 def _flock_holder(path: Path) -> str:
@@ -218,6 +233,7 @@ class LocalPlatform:
         if not dns.pid():
             dns.start()
         netns.enter(self.layout.resolv_conf)
+        self.heal_leftover_partition()
 
     def run_in_cluster(self, values: dict[str, Any], args: list[str], timeout: float) -> dict[str, Any]:
         raise OperationFailed("the local runtime runs every step here (inside is True)")
@@ -316,16 +332,15 @@ class LocalPlatform:
 
     @staticmethod
     def fault_unavailable(fault: str) -> str | None:
-        if fault == "isolate":
-            return ("the local runtime's pods share this machine's network stack, so cutting one off would "
-                    "mean changing the host's firewall, which mysqlsts never does")
-        return None
+        return partition.unavailable() if fault == "isolate" else None
 
-    def inject(self, name: str, fault: str):
-        """Break the pod's server; returns how to undo it (nothing to undo for kill)."""
+    def inject(self, name: str, fault: str) -> Callable[[], None]:
+        """Break the pod; returns how to undo it (nothing to undo for kill)."""
         if fault == "kill":
             self.kill_server(name)
             return lambda: None
+        if fault == "isolate":
+            return self.isolate(name)
         status = read_json(self.layout.pod(name).status_file)
         pid = status["containers"]["mysql"]["pid"]
         os.kill(pid, signal.SIGSTOP)
@@ -335,6 +350,69 @@ class LocalPlatform:
                 os.kill(pid, signal.SIGCONT)
 
         return resume
+
+    # -- the isolate fault: a partition of one pod (partition.py) ----------------------------------
+
+    @property
+    def partition(self) -> partition.Partition:
+        return partition.Partition(self.layout.root, self.name)
+
+    def client_side_address(self) -> str:
+        """The address a client binds to so that it stays on an isolated pod's side of the partition."""
+        return f"{self._cluster()['block']}.{SIDE_HOST}"
+
+    def isolate(self, name: str) -> Callable[[], None]:
+        """Cut the pod off its peers, the controller, this process and DNS, and them off it; a client bound
+        to the client side still reaches it. Proven before it counts, as on Kubernetes: else undone, refused."""
+        pod = next((p for p in self.pods() if p.name == name and p.address), None)
+        pgid = self._supervisor(name)
+        if pod is None or pod.address is None or pgid is None:
+            raise OperationFailed(f"--fault isolate: {name} is not running")
+        cut = self.partition
+        cut.cut(name, pgid, pod.address, self.client_side_address())
+        try:
+            leak = self.partition_leak(name, pod.address)
+        except BaseException:
+            cut.heal()
+            raise
+        if leak:
+            cut.heal()
+            raise OperationFailed(f"--fault isolate: the cut of {name} does not hold ({leak}), so isolate cannot "
+                                  "be injected here; undone. Use kill or hang")
+
+        def heal() -> None:
+            cut.heal()
+
+        return heal
+
+    def partition_leak(self, name: str, address: str) -> str | None:
+        """Why the cut of pod `name` does not hold, or None. From here (source 127.0.0.1, as its peers,
+        the controller and the DNS connect) the pod must not answer; from one of its processes a peer
+        (or, alone, the cluster DNS) must not either; from the client side it still must."""
+        port = int(self.values()["mysql"]["port"])
+        if not unreachable(address, port, within=ISOLATE_PROOF_SECONDS):
+            return f"it still accepts connections on {address}:{port} after {ISOLATE_PROOF_SECONDS:g}s"
+        side = self.client_side_address()
+        try:
+            socket.create_connection((address, port), timeout=POD_SIDE_PROBE_SECONDS, source_address=(side, 0)).close()
+        except OSError as e:
+            return f"the client side {side} no longer reaches {address}:{port}: {e}"
+        host, target_port = next(((p.address, port) for p in self.pods() if p.name != name and p.address),
+                                 (self._dns().address, 53))
+        probe = subprocess.run([sys.executable, "-c", POD_SIDE_PROBE, str(self.partition.procs_file()), host,
+                                str(target_port), f"{POD_SIDE_PROBE_SECONDS:g}"],
+                               capture_output=True, text=True, timeout=POD_SIDE_PROBE_SECONDS + 30)
+        if probe.returncode == 0:
+            return f"its own processes still reach {host}:{target_port}"
+        if probe.returncode != 10:
+            return f"a process on its side could not test it: {partition.first_line(probe.stderr)}"
+        return None
+
+    def heal_leftover_partition(self) -> None:
+        """An isolate drill killed mid-cut leaves its cut behind, and nothing else would ever lift it."""
+        if self.partition.leftover():
+            for line in self.partition.heal():
+                progress(f"healed the partition a drill that died left behind: {line}")
 
     def record_drill(self, report: dict[str, Any], metrics: str) -> str:
         """The last drill's metrics as a node_exporter textfile next to the cluster's state."""
@@ -396,6 +474,8 @@ class LocalPlatform:
                 procs.stop_group(pid, grace=30)
             pod.pid_file.unlink(missing_ok=True)
             pod.status_file.unlink(missing_ok=True)
+        if self.partition.record() is not None:
+            self.partition.heal()  # an isolate drill's cut, left by a drill that died
         if self.layout.dns_dir.is_dir():
             self._dns().stop()
         shutil.rmtree(self.layout.run_root, ignore_errors=True)
