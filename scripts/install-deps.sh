@@ -10,6 +10,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/apt-install.sh mariadb-server mariadb-client mariadb-backup dnsmasq-base socat nftables shellcheck
 
+# The isolate fault tells a cut-off pod's own connections from its peers' by the pod's cgroup
+# v2 (nftables `socket cgroupv2`). A cgroup v1 machine gets the v2 hierarchy mounted beside v1,
+# with no controller in it (the "hybrid" layout systemd makes), as mysqlsts/platform/local/partition.py
+# expects; without root, isolate refuses and says why.
+if ! grep -q ' cgroup2 ' /proc/self/mounts && [[ $(id -u) == 0 ]]; then
+  mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified ||
+    echo "install-deps: could not mount cgroup v2 at /sys/fs/cgroup/unified: the isolate fault will refuse" >&2
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
