@@ -25,11 +25,15 @@ SERVER_MARKS = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the local runtime needs root"),
 ]
 
-def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli_env(state: Path) -> dict[str, str]:
     env = {**os.environ, "MYSQLSTS_HOME": str(state)}
     env.pop("KUBECONFIG", None)
-    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return env
+
+
+def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True,
+                          env=cli_env(state), timeout=timeout)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -45,6 +49,11 @@ class LocalCluster:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return cli(self.state, *args, "--name", self.name, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """A command left running, to break something under it: its progress (stderr) read as it comes."""
+        return subprocess.Popen([sys.executable, "-m", "mysqlsts", *args, "--name", self.name], text=True,
+                                env=cli_env(self.state), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def verify(self) -> dict:
         result = self.run("verify", "-o", "json")
@@ -89,6 +98,22 @@ def wait_healthy(c: LocalCluster, timeout: float = 60) -> dict:
         if report["healthy"] or time.monotonic() > deadline:
             return report
         time.sleep(1)
+
+
+def all_rows_everywhere(cluster: LocalCluster, acked: list[int], table: str = "app.ledger") -> None:
+    """Every acknowledged write is on the primary and, once caught up, on every replica."""
+    assert wait_healthy(cluster)["healthy"]
+    for pod in [p["pod"] for p in cluster.status()["pods"] if p["role"] in ("primary", "replica")]:
+        deadline = time.monotonic() + 30
+        while True:
+            with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+                cur.execute(f"SELECT id FROM {table}")
+                present = {r[0] for r in cur.fetchall()}
+            missing = sorted(set(acked) - present)
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not missing, f"{pod} lacks {len(missing)} acknowledged writes, e.g. {missing[:10]}"
 
 
 class Writer(threading.Thread):

@@ -11,8 +11,11 @@ import os
 import signal
 import time
 
+import pymysql
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, Sampler, Writer, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, Sampler, Writer, all_rows_everywhere, ok, wait_healthy
+
+from mysqlsts.platform.local import procs
 
 pytestmark = SERVER_MARKS
 PODS = ["mysql-0", "mysql-1", "mysql-2"]
@@ -32,22 +35,6 @@ def primary_of(cluster) -> str:
     roles = {p["pod"]: p["role"] for p in cluster.status()["pods"]}
     (primary,) = [p for p, r in roles.items() if r == "primary"]
     return primary
-
-
-def all_rows_everywhere(cluster, acked: list[int], table: str = "app.ledger") -> None:
-    """Every acknowledged write is on the primary and, once caught up, on every replica."""
-    assert wait_healthy(cluster)["healthy"]
-    for pod in [p["pod"] for p in cluster.status()["pods"] if p["role"] in ("primary", "replica")]:
-        deadline = time.monotonic() + 30
-        while True:
-            with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
-                cur.execute(f"SELECT id FROM {table}")
-                present = {r[0] for r in cur.fetchall()}
-            missing = sorted(set(acked) - present)
-            if not missing or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert not missing, f"{pod} lacks {len(missing)} acknowledged writes, e.g. {missing[:10]}"
 
 
 class Watched:
@@ -199,8 +186,6 @@ def test_an_errant_transaction_quarantines_the_replica_until_it_is_recloned(clus
     primary = primary_of(cluster)
     stray, target = [p for p in PODS if p != primary]
     # A write on a replica by an account that may bypass the fence: an errant GTID.
-    import pymysql
-
     cluster.platform.enter_network()
     with pymysql.connect(host=cluster.fqdn(stray), user="mysqlsts", password=cluster.passwords()["operatorPassword"],
                          autocommit=True) as conn, conn.cursor() as cur:
@@ -238,3 +223,120 @@ def test_no_acknowledged_write_is_lost_across_ten_consecutive_failovers(controll
     assert w.sampler.split_brain == []
     assert len(w.acked) > 100
     all_rows_everywhere(cluster, w.acked)
+
+
+def test_a_replica_killed_during_a_switchover(cluster):
+    """kill -9 of the replica that is not the candidate, as the switchover fences the old primary: the
+    promotion goes on without it (it stays fenced, reported under not_repointed), one writable node at every
+    moment, nothing acknowledged lost, and the killed replica comes back following the new primary."""
+    assert wait_healthy(cluster)["healthy"]
+    old = primary_of(cluster)
+    target, victim = [p for p in PODS if p != old]
+    with Watched(cluster) as w:
+        time.sleep(0.5)
+        switchover = cluster.start("switchover", "--to", target, "-o", "json")
+        try:
+            for line in switchover.stderr:  # the switchover has looked at every node, the victim included
+                if f"fencing {old}" in line:
+                    kill_server(cluster, victim)
+                    break
+            out, err = switchover.communicate(timeout=120)
+        finally:
+            if switchover.poll() is None:
+                switchover.kill()
+        assert switchover.returncode == 0, err
+        report = json.loads(out)
+        assert report["to"] == target and list(report["not_repointed"]) == [victim], report
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # its agent joins the one writable peer once its server is back
+            pods = {p["pod"]: p for p in cluster.status()["pods"]}
+            if pods[victim]["source"] == target and pods[victim]["io_thread"] == "Yes":
+                break
+            time.sleep(0.5)
+        assert pods[victim]["role"] == "replica" and pods[victim]["source"] == target, pods[victim]
+    assert w.sampler.sweeps > 20 and w.sampler.split_brain == []
+    assert primary_of(cluster) == target == cluster.platform.recorded_primary()
+    all_rows_everywhere(cluster, w.acked)
+
+
+def failover_phase(conns: dict, old: str, recorded: str | None) -> int:
+    """How far a failover from `old` has got, from the replicas' own state and the record: 0 not begun,
+    1 every receiver stopped, 2 a candidate is the (still fenced) source, 3 it is writable, 4 it is recorded."""
+    if recorded != old:
+        return 4
+    phase = 0
+    stopped = 0
+    for conn in conns.values():
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute("SELECT @@GLOBAL.read_only AS ro")
+            writable = not cur.fetchone()["ro"]
+            cur.execute("SHOW SLAVE STATUS")
+            status = cur.fetchone()
+        if writable:
+            phase = max(phase, 3)
+        elif status is None:  # RESET SLAVE ALL: it stopped replicating to become the source
+            phase = max(phase, 2)
+        elif status["Slave_IO_Running"] == "No":
+            stopped += 1
+    return max(phase, 1 if stopped == len(conns) else 0)
+
+
+@pytest.mark.parametrize("kill_at", [pytest.param(1, id="receivers-stopped"),
+                                     pytest.param(2, id="candidate-is-source-not-writable")])
+def test_a_controller_killed_mid_failover_is_replaced_and_its_successor_finishes(controller, kill_at):
+    """kill -9 of the controller halfway through a failover, then a new controller, as the Deployment would
+    start one: the new one finishes the failover. The first one is run in slices (SIGSTOP, SIGCONT) from its
+    `failing-over` line on, and killed at the first look that finds the failover at least at `kill_at` but
+    not yet recorded. Never two writable nodes, nothing acknowledged lost, the recorded primary the writable one."""
+    cluster = controller
+    old = primary_of(cluster)
+    log_file = cluster.state / cluster.name / "controller.log"
+    pid_file = cluster.state / cluster.name / "controller.pid"
+    first = procs.read_pid(pid_file)
+    assert first and procs.alive(first, "mysqlsts controller")
+    replicas = [p for p in PODS if p != old]
+    conns = {p: cluster.connect(cluster.fqdn(p)) for p in replicas}
+    try:
+        with Watched(cluster) as w:
+            time.sleep(0.5)
+            offset = log_file.stat().st_size
+            killed_at = time.monotonic()
+            kill_server(cluster, old)
+            deadline = time.monotonic() + 30
+            while '"failing-over"' not in log_file.read_text()[offset:]:
+                assert time.monotonic() < deadline, "the controller never began a failover"
+                time.sleep(0.001)
+            os.kill(first, signal.SIGSTOP)
+            # Slices of 0.5 ms up to the phase before the target, then as short as two signals allow, so that
+            # the look after each slice finds the target phase before the controller takes its next step.
+            steps = 0
+            while (phase := failover_phase(conns, old, cluster.platform.recorded_primary())) < kill_at:
+                os.kill(first, signal.SIGCONT)
+                if phase < kill_at - 1:
+                    time.sleep(0.0005)
+                os.kill(first, signal.SIGSTOP)
+                steps += 1
+                assert steps < 20000, "the failover never got there"
+            os.kill(first, signal.SIGKILL)
+            assert kill_at <= phase < 4, f"killed at phase {phase} after {steps} slices: too late"
+            assert '"failed-over"' not in log_file.read_text()[offset:]
+            while procs.group_alive(first):
+                time.sleep(0.01)
+            # As the controller's Deployment starts a new pod: its lock went with the killed process.
+            assert "controller started" in cluster.platform.ensure_controller(cluster.platform.values())
+            new = wait_new_primary(cluster, old)
+            deadline = time.monotonic() + 10
+            while w.writer.acked_since(killed_at) < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert w.writer.acked_since(killed_at) >= 10, "writes did not resume through the primary name"
+    finally:
+        for conn in conns.values():
+            conn.close()
+    assert w.sampler.sweeps > 20 and w.sampler.split_brain == []
+    all_rows_everywhere(cluster, w.acked)
+    assert primary_of(cluster) == new == cluster.platform.recorded_primary()
+    second = procs.read_pid(pid_file)
+    assert second != first
+    decisions = [json.loads(line) for line in log_file.read_text()[offset:].splitlines() if line.startswith("{")]
+    assert [d["event"] for d in decisions].count("leading") == 1  # the new controller, after the killed one
+    assert any(d["event"] in ("failed-over", "recording") for d in decisions), decisions

@@ -4,6 +4,7 @@ also when a test fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, cli, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, Writer, all_rows_everywhere, cli, ok, wait_healthy
 
 from mysqlsts.platform.local import procs
 
@@ -245,6 +246,72 @@ def test_clone_onto_a_full_disk_fails_cleanly_and_succeeds_once_there_is_room(cl
         cur.execute("SELECT COUNT(*) FROM app.big")
         assert cur.fetchone()[0] == 2 ** 18
     ok(cluster.run("scale", "--replicas", "4", "--delete-data"))
+
+
+def staged_bytes(staging: Path) -> int:
+    """What a clone has written so far (the folder may be wiped while we count)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for f in staging.rglob("*"):
+            with contextlib.suppress(OSError):
+                total += f.stat().st_size if f.is_file() else 0
+    return total
+
+
+def test_a_clone_whose_donor_dies_mid_stream_starts_over_from_another_donor(tmp_path):
+    """A new pod's clone survives its donor: the first donor's backup tool is killed (as the OOM killer
+    would kill it in the clone container: the donor stays a ready replica), the second donor's whole pod
+    dies. Each time the half copy is thrown away and the clone starts over from a donor that has not
+    failed it, and the pod turns ready with every acknowledged row."""
+    c = LocalCluster(tmp_path / "state", "donor")
+    writer = None
+    try:
+        # mysql.cloneThrottle=200: a fresh data dir is some 700 of mariabackup's I/O operations, so each
+        # stream takes about 3 s here and can be cut in the middle (unthrottled it takes 0.5 s).
+        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
+                 "--set", "mysql.cloneThrottle=200"))
+        new = c.platform.layout.pod("donor-3")
+        writer = Writer(c)
+        writer.start()
+        scale = c.start("scale", "--replicas", "4")
+        try:
+            def streaming(donor: str) -> tuple[int, list[int]]:
+                """The donor's pod and its backup tool, once that has sent part of the copy."""
+                pgid = procs.read_pid(c.platform.layout.pod(donor).pid_file)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    backups = [p for p in procs.group_members(pgid) if "--backup" in procs.cmdline(p)]
+                    if backups and staged_bytes(new.pv / "staging") > 1 << 20:
+                        return pgid, backups
+                    time.sleep(0.02)
+                raise AssertionError(f"{donor} never streamed to donor-3")
+
+            _, backups = streaming("donor-1")  # the first ready replica
+            for pid in backups:
+                os.kill(pid, signal.SIGKILL)
+            pgid, _ = streaming("donor-2")
+            os.killpg(pgid, signal.SIGKILL)  # the whole donor pod dies
+            _, progress = scale.communicate(timeout=120)
+        finally:
+            if scale.poll() is None:
+                scale.kill()
+        # scale itself fails once donor-3 is ready: donor-2, which it waits for next, is gone.
+        assert "donor-3: ready" in progress, progress
+        assert (new.pv / "data").is_dir() and not (new.pv / "staging").exists()
+        log = new.log("clone-mysql").read_text()
+        assert "cloning from donor-1 (a ready replica)" in log
+        assert "the clone stream from donor-1 ended early" in log or "from donor-1 was cut" in log, log
+        assert "moving to donor donor-2 (a ready replica) after the clone from donor-1 failed; attempt 2 of 3" in log
+        assert "moving to donor donor-0 (primary) after the clone from donor-2 failed; attempt 3 of 3" in log
+        assert log.count("clone complete") == 1
+        ok(c.run("bootstrap"))  # donor-2 comes back, as the StatefulSet would re-create it
+        acked = writer.finish()
+        assert len(acked) > 50
+        all_rows_everywhere(c, acked)
+    finally:
+        if writer is not None:
+            writer.finish()
+        c.teardown()
 
 
 def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):

@@ -288,8 +288,9 @@ def test_the_default_tools_image_is_the_one_a_release_publishes():
 
 
 def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
-    """A cluster bootstrapped by 0.1 recorded pod.resources.sidecar: its values load on top (bootstrap on an
-    existing cluster) and render, the clone listener keeping the sidecar's resources."""
+    """A cluster bootstrapped by 0.1 recorded pod.resources.sidecar and no mysql.cloneThrottle: its values
+    load on top (bootstrap on an existing cluster) and render, the clone listener keeping the sidecar's
+    resources and its clones unthrottled."""
     import copy
 
     from mysqlsts.platform.local.runtime import LocalPlatform
@@ -299,6 +300,7 @@ def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
     resources = old["pod"]["resources"]
     del resources["agent"], resources["clone"]
     resources["sidecar"] = {"requests": {"cpu": "70m", "memory": "80Mi"}, "limits": {"memory": "1Gi"}}
+    del old["mysql"]["cloneThrottle"]
     platform = LocalPlatform(tmp_path, "mysql")
     write_json(platform.layout.values_file, old)
     recorded = platform.values()
@@ -310,3 +312,4 @@ def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
     (sts,) = by_kind(render(values, passwords), "StatefulSet")
     clone = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "clone")
     assert clone["resources"] == old["pod"]["resources"]["sidecar"]
+    assert {"name": "CLONE_THROTTLE", "value": "0"} in clone["env"]

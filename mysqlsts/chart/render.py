@@ -104,6 +104,7 @@ def script_env(values: Values) -> list[Obj]:
         "SERVER_ID_OFFSET": str(values["mysql"]["serverIdOffset"]),
         "MYSQL_PORT": str(values["mysql"]["port"]),
         "CLONE_PORT": str(values["mysql"]["clonePort"]),
+        "CLONE_THROTTLE": str(values["mysql"]["cloneThrottle"]),
         "MAX_LAG_SECONDS": str(values["health"]["maxLagSeconds"]),
         "SEMI_SYNC": "true" if semi_sync_on(values) else "false",
         **POD_PATHS,

@@ -270,13 +270,15 @@ def upgrade(recorded: Values) -> Values:
     """Values an earlier mysqlsts recorded for a cluster, in today's shape (a copy).
     0.1: pod.resources.sidecar, for the container that settled the role and served clones; since,
     the pod agent (`agent`, defaults) and the clone listener (`clone`, which runs the backup tool and
-    keeps the sidecar's resources)."""
+    keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0)."""
     values = copy.deepcopy(recorded)
     resources = values.get("pod", {}).get("resources", {})
     if "sidecar" in resources:
         sidecar = resources.pop("sidecar")
         resources.setdefault("clone", sidecar)
         resources.setdefault("agent", defaults()["pod"]["resources"]["agent"])
+    if isinstance(values.get("mysql"), dict):
+        values["mysql"].setdefault("cloneThrottle", 0)
     return values
 
 

@@ -17,7 +17,7 @@ trap '[[ -n $socat_pid ]] && kill "$socat_pid" 2>/dev/null; exit 0' TERM INT
 until server_alive; do sleep 1; done
 while true; do
   log "serving clone streams over TLS on $BIND_ADDRESS:$CLONE_PORT"
-  socat "OPENSSL-LISTEN:$CLONE_PORT,bind=$BIND_ADDRESS,reuseaddr,fork,cert=$TLS_CERT,key=$TLS_KEY,cafile=$TLS_CA,verify=1" \
+  socat "OPENSSL-LISTEN:$CLONE_PORT,bind=$BIND_ADDRESS,reuseaddr,fork,cert=$TLS_CERT,key=$TLS_KEY,cafile=$TLS_CA,verify=1,$TCP_KEEPALIVE" \
     "EXEC:bash $SCRIPTS_DIR/clone-serve.sh" &
   socat_pid=$!
   wait "$socat_pid" || true

@@ -29,6 +29,8 @@ trap 'rm -rf "$work" "$cnf"' EXIT
 # No --slave-info (percona-xtrabackup 8.4 speaks --replica-info): the clone takes
 # its GTID set from the binlog info file, which every backup writes.
 extra=(--log-copy-interval=50)
+# mysql.cloneThrottle: the backup tool's own limit on its copy I/O, to spare a busy donor's disk.
+if ((${CLONE_THROTTLE:-0} > 0)); then extra+=(--throttle="$CLONE_THROTTLE"); fi
 "$BACKUP_BIN" --defaults-file="$cnf" --socket="$SOCKET" --backup --stream=xbstream --target-dir="$work/backup" \
   "${extra[@]}" 2>"$work/backup.log" || { tail -n 20 "$work/backup.log" >&2; die "backup for $peer failed"; }
 printf 'ok\n' >"$work/mysqlsts-stream-complete"

@@ -41,6 +41,12 @@ TLS_CA=$TLS_DIR/ca.crt
 TLS_CERT=$TLS_DIR/tls.crt
 TLS_KEY=$TLS_DIR/tls.key
 SECRET_NAMES=(root-password replication-password operator-password clone-secret)
+# socat options for both ends of a clone stream. A peer whose node vanishes
+# sends no reset: keepalive ends the connection after about 10 + 3 x 5 s of
+# silence from its kernel, where the clone would wait forever and the donor's
+# backup would hold its backup locks. A peer that is alive but quiet (a backup
+# waiting for a lock) still answers the probes.
+TCP_KEEPALIVE=keepalive,keepidle=10,keepintvl=5,keepcnt=3
 
 case $FLAVOR in
   mysql) SERVER_BIN=mysqld CLIENT_BIN=mysql BACKUP_BIN=xtrabackup STREAM_BIN=xbstream ;;
