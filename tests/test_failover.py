@@ -15,6 +15,7 @@ import pymysql
 import pytest
 from localcluster import SERVER_MARKS, LocalCluster, Sampler, Writer, all_rows_everywhere, ok, wait_healthy
 
+from mysqlsts.decisions import gtid
 from mysqlsts.platform.local import procs
 
 pytestmark = SERVER_MARKS
@@ -105,6 +106,19 @@ def wait_new_primary(cluster, old: str, timeout: float = 30) -> str:
     raise AssertionError(f"no new primary within {timeout}s")
 
 
+def killed_and_replaced(cluster, writer, old: str, writes: int = 5, timeout: float = 15) -> str:
+    """kill -9 of `old`'s server: the new primary, once `writes` more of the writer's writes went through
+    the primary name."""
+    killed_at = time.monotonic()
+    kill_server(cluster, old)
+    new = wait_new_primary(cluster, old)
+    deadline = time.monotonic() + timeout
+    while writer.acked_since(killed_at) < writes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.acked_since(killed_at) >= writes, "writes did not resume through the primary name"
+    return new
+
+
 @pytest.fixture
 def controller(cluster):
     ok(cluster.run("bootstrap", "--controller", "--set", "controller.blockPeriodSeconds=0",
@@ -118,13 +132,7 @@ def test_kill_9_of_the_primary_with_the_controller_running(controller):
     old = primary_of(cluster)
     with Watched(cluster) as w:
         time.sleep(0.5)
-        killed_at = time.monotonic()
-        kill_server(cluster, old)
-        new = wait_new_primary(cluster, old)
-        deadline = time.monotonic() + 10
-        while w.writer.acked_since(killed_at) < 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert w.writer.acked_since(killed_at) >= 10, "writes did not resume through the primary name"
+        new = killed_and_replaced(cluster, w.writer, old, writes=10, timeout=10)
     assert new != old
     assert w.sampler.split_brain == []
     all_rows_everywhere(cluster, w.acked)
@@ -210,19 +218,75 @@ def test_no_acknowledged_write_is_lost_across_ten_consecutive_failovers(controll
     primaries = [primary_of(cluster)]
     with Watched(cluster) as w:
         for _ in range(10):
-            old = primaries[-1]
-            killed_at = time.monotonic()
-            kill_server(cluster, old)
-            primaries.append(wait_new_primary(cluster, old))
-            deadline = time.monotonic() + 15
-            while w.writer.acked_since(killed_at) < 5 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert w.writer.acked_since(killed_at) >= 5
+            primaries.append(killed_and_replaced(cluster, w.writer, primaries[-1]))
             assert wait_healthy(cluster, timeout=90)["healthy"]  # the old primary rejoined or was re-cloned
     assert len(set(primaries[1:]) | {primaries[0]}) >= 2 and all(a != b for a, b in itertools.pairwise(primaries))
     assert w.sampler.split_brain == []
     assert len(w.acked) > 100
     all_rows_everywhere(cluster, w.acked)
+
+
+def test_a_primary_killed_mid_commit_rejoins_without_a_reclone(controller):
+    """kill -9 of the primary while its commits wait for acknowledgements that cannot come (both replicas'
+    receivers stopped): the transactions in flight are in its binlog, synced, acknowledged to no one. Its
+    crash recovery cuts them off, so it rejoins as a replica of the new primary with its own data, holding
+    nothing the new primary lacks; without the cut it would hold that tail alone and be quarantined."""
+    cluster = controller
+    assert wait_healthy(cluster)["healthy"]
+    old = primary_of(cluster)
+    replicas = [p for p in PODS if p != old]
+    layout = cluster.platform.layout.pod(old)
+    data_inode = (layout.pv / "data").stat().st_ino
+    server_log = layout.log("mysql")
+    log_file = cluster.state / cluster.name / "controller.log"
+    seen = len(log_file.read_text().splitlines())
+    burst = Writer(cluster, table="app.burst")  # a second writer: more than one commit in flight
+    with Watched(cluster) as w:
+        burst.start()
+        time.sleep(0.5)
+        for pod in replicas:
+            with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+                cur.execute("STOP SLAVE IO_THREAD")  # receivers stalled: no acknowledgement reaches the primary
+        with cluster.connect(cluster.fqdn(old)) as conn, conn.cursor() as cur:
+            deadline = time.monotonic() + 10
+            while True:  # both writers' commits are in the binlog, waiting
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                            "WHERE STATE LIKE 'Waiting for semi-sync ACK%'")
+                if cur.fetchone()[0] >= 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        new = killed_and_replaced(cluster, w.writer, old)
+        acked_burst = burst.finish()
+    assert new != old
+    assert w.sampler.split_brain == []
+    assert wait_healthy(cluster, timeout=90)["healthy"]
+    pods = {p["pod"]: p for p in cluster.status()["pods"]}
+    assert pods[old]["role"] == "replica" and pods[old]["source"] == new, pods[old]
+    assert (layout.pv / "data").stat().st_ino == data_inode, "the old primary was re-cloned"
+    events = [json.loads(line) for line in log_file.read_text().splitlines()[seen:] if line.startswith("{")]
+    assert not [e for e in events if e.get("pod") == old and e["event"] in ("quarantining", "recloning")], events
+    assert "Successfully truncated binlog" in server_log.read_text(errors="replace"), \
+        "the old primary's recovery cut no tail: the test did not kill it mid-commit"
+    all_rows_everywhere(cluster, w.acked)
+    all_rows_everywhere(cluster, acked_burst, table="app.burst")
+    deadline = time.monotonic() + 30
+    while True:  # nothing is written now: once caught up, the old primary holds exactly what the new one holds
+        seen_now = {pod: held(cluster, pod) for pod in (old, new)}
+        if seen_now[old] == seen_now[new] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (old_gtids, old_rows), (new_gtids, new_rows) = seen_now[old], seen_now[new]
+    assert new_gtids.contains(old_gtids), seen_now
+    assert old_rows == new_rows
+
+
+def held(cluster, pod: str) -> tuple:
+    """A pod's GTID position and the ids of both test tables."""
+    with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.gtid_current_pos, (SELECT GROUP_CONCAT(id ORDER BY id) FROM app.ledger), "
+                    "(SELECT GROUP_CONCAT(id ORDER BY id) FROM app.burst)")
+        position, *rows = cur.fetchone()
+    return gtid.parse("mariadb", position), tuple(rows)
 
 
 def test_a_replica_killed_during_a_switchover(cluster):

@@ -153,6 +153,18 @@ def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
         assert "gtid_strict_mode = ON" in flavor_cnf and "skip_slave_start = ON" in flavor_cnf
     semi = values["mysql"]["semiSync"]["enabled"] and values["replicas"] > 1
     assert ("_enabled = ON" in cm["data"]["config_replica.cnf"]) == semi
+    # Crash recovery cuts an unacknowledged tail only on a MariaDB pod booting as a replica, and only with
+    # semi-sync: an async replica would skip its own transactions coming back (docs/failover.md).
+    cut = [line for line in flavor_cnf.splitlines() if line.startswith("init_rpl_role")]
+    assert cut == (["init_rpl_role = SLAVE"] if semi and values["flavor"] == "mariadb" else [])
+
+
+@pytest.mark.parametrize(("sets", "cut"), [(["replicas=3"], True), (["replicas=1"], False),
+                                           (["replicas=3", "mysql.semiSync.enabled=false"], False)])
+def test_mariadb_pods_cut_an_unacknowledged_tail_only_with_semi_sync(sets, cut):
+    _, _, objects = build([], ["flavor=mariadb", *sets])
+    (cm,) = by_kind(objects, "ConfigMap")
+    assert ("init_rpl_role = SLAVE" in cm["data"]["config_mariadb.cnf"]) == cut
 
 
 def test_no_secret_value_outside_the_secret(rendered):

@@ -110,6 +110,56 @@ def test_init_mysql_rewrites_the_config_copies_a_failed_attempt_left_read_only(p
     assert (conf / "flavor.cnf").read_text() == "# mariadb\n" and (conf / "role.cnf").read_text() == "# replica\n"
 
 
+def test_server_recovers_the_tail_as_it_is_once_after_recovery_refused_to_cut_it(tmp_path):
+    """MariaDB's crash recovery of a booting replica refuses to cut an unacknowledged tail that has a
+    statement it cannot roll back past the cut, and the server exits: the next start must not refuse
+    again (a crash loop), but recover the tail as it is, once, for the agent to quarantine."""
+    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+    home, conf, pv = tmp_path / "home", tmp_path / "conf", tmp_path / "pv"
+    home.mkdir()
+    (home / "scripts").symlink_to(scripts)
+    (pv / "data").mkdir(parents=True)
+    conf.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    server = bin_dir / "mariadbd"  # a stand-in: records its arguments, refuses while told to
+    server.write_text("#!/bin/bash\n"
+                      f"echo \"$*\" >> {tmp_path}/args\n"
+                      "echo '2026-11-27 21:37:42 0 [Note] Crash table recovery finished.' >&2\n"
+                      f"if [[ -e {tmp_path}/refuse ]]; then\n"
+                      "  echo '2026-11-27 21:37:42 0 [ERROR] Cannot truncate the binary log to file:./mysql-bin.000001 "
+                      "pos:922 as unsafe statement is found at file:./mysql-bin.000001 pos:1123 which is beyond the "
+                      "truncation position;all transactions in doubt are left intact. ' >&2\n"
+                      "  echo '2026-11-27 21:37:42 0 [ERROR] Aborting' >&2; exit 1\n"
+                      "fi\n")
+    server.chmod(0o755)
+    env = {**pod_env(home, conf, pv, tmp_path), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def start() -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(scripts / "server.sh")], env=env, capture_output=True, text=True,
+                              timeout=30)
+
+    (tmp_path / "refuse").touch()
+    refused = start()
+    assert refused.returncode == 1
+    assert "Cannot truncate the binary log" in refused.stderr  # the server's log still reaches the pod's log
+    assert "Crash table recovery finished." in refused.stderr
+    deadline = time.monotonic() + 5  # the watcher writes as the line passes; give it the moment it needs
+    while not (pv / "truncation-refused").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (pv / "truncation-refused").read_text().startswith("Cannot truncate the binary log to file:")
+    (tmp_path / "refuse").unlink()
+    recovered = start()
+    assert recovered.returncode == 0, recovered.stderr
+    assert "recovering it as it is" in recovered.stderr
+    assert not (pv / "truncation-refused").exists()  # once: the next crash is cut again
+    again = start()
+    assert again.returncode == 0 and "recovering it as it is" not in again.stderr
+    args = (tmp_path / "args").read_text().splitlines()
+    assert [a.split()[1:] for a in args] == [[], ["--init-rpl-role=MASTER"], []]
+    assert all(a.split()[0] == f"--defaults-file={conf}/my.cnf" for a in args)
+
+
 MULTI_UUID = ("mysql-bin.000002\t1232\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n"
               "4b2d1c3a-71ca-11e1-9e33-c80aa9429562:1-20,\n"
               "5c3e2d4b-71ca-11e1-9e33-c80aa9429562:1-7\n")
