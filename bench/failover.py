@@ -13,7 +13,9 @@
 5. after each kill, what became of the old primary: rejoined the new primary with its own
    data (its crash recovery cut any unacknowledged tail), or quarantined and re-cloned
    (the controller runs with autoReclone), and how long from the kill until it replicated
-   again. --writers more writers beside the ledger keep commits in flight at every kill.
+   again. The ledger writer has a commit in flight almost always; --writers adds more, each
+   as fast as it can (with MariaDB's serial applier, 4 more left the replicas a minute
+   behind: issue 15).
 
     sudo .venv/bin/python bench/failover.py --kills 30 --hangs 10 --stalls 5 --switchovers 10
 
@@ -26,6 +28,7 @@ import argparse
 import contextlib
 import os
 import signal
+import sys
 import time
 
 from benchlib import (
@@ -53,8 +56,8 @@ def resume(pids: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30, help="kill -9 of the primary (default 30)")
-    parser.add_argument("--writers", type=int, default=4,
-                        help="writers beside the ledger, each as fast as it can (default 4)")
+    parser.add_argument("--writers", type=int, default=0,
+                        help="writers beside the ledger, each as fast as it can (default 0: the ledger alone)")
     parser.add_argument("--hangs", type=int, default=10, help="SIGSTOP of the primary until failed over (default 10)")
     parser.add_argument("--stalls", type=int, default=5, help="short SIGSTOPs that must not fail over (default 5)")
     parser.add_argument("--stall", type=float, default=1.0, help="seconds a short stall lasts (default 1)")
@@ -87,6 +90,10 @@ def main() -> None:
                 outages[fault].append(writer.outage(fault_at, old))
                 if fault == "kill":
                     fates.append(fate(platform, password, old, fault_at, inode, cuts))
+                    f = fates[-1]
+                    print(f"kill {len(fates)}: outage {outages[fault][-1]:.2f}s; {old} "
+                          f"{'rejoined' if f.rejoined else 're-cloned'} {f.seconds:.1f}s after the kill"
+                          f"{', its tail cut' if f.tail_cut else ''}", file=sys.stderr, flush=True)
         stalls, stall_gaps = 0, []
         for _ in range(args.stalls):
             healthy(state)

@@ -100,6 +100,20 @@ def test_the_most_advanced_replica_counting_its_relay_log_is_elected_and_nothing
     assert result.excluded == {"mysql-0": "does not answer"}
 
 
+def test_among_replicas_holding_as_much_the_one_that_applied_the_most_is_elected():
+    """Both received everything; one still has thousands of transactions to apply (it rejoined a moment
+    ago): promoting it would add their apply time to the outage."""
+    nodes = [node("mysql-0", None, reachable=False),
+             node("mysql-1", "0-100-31000", retrieved="0-100-42000", origin="101", source="mysql-0"),
+             node("mysql-2", "0-100-41990", retrieved="0-100-42000", origin="102", source="mysql-0")]
+    assert elect(nodes).candidate == "mysql-2"
+    assert elect(nodes, avoid="mysql-2").candidate == "mysql-1"  # a primary back from a crash still loses ties
+    mysql = [node("mysql-1", f"{U1}:1-100", retrieved=f"{U1}:1-500", origin=U2, source="mysql-0", io_running=True),
+             node("mysql-2", f"{U1}:1-480", retrieved=f"{U1}:1-500", origin=U3, source="mysql-0", io_running=True)]
+    assert elect(mysql).candidate == "mysql-2"
+    assert switchover_candidate([node("mysql-0", f"{U1}:1-500", origin=U1), *mysql], "mysql-0").candidate == "mysql-2"
+
+
 def test_forcing_a_lagging_candidate_reports_exactly_what_is_lost():
     nodes = [node("mysql-1", f"{U1}:1-20", origin=U2), node("mysql-2", f"{U1}:1-17", origin=U3)]
     result = elect(nodes, to="mysql-2")

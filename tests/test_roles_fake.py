@@ -375,10 +375,11 @@ def test_failover_refuses_to_lose_transactions_unless_forced(env, flavor, how, t
 # -- planned switchover ---------------------------------------------------------------------------------
 
 SWITCHOVER = [
-    # id, target, the candidate's relay log (seconds to apply it, or None: applied), open writers on the old
+    # id, target, mysql-1's relay log (seconds to apply it, or None: applied), open writers on the old
     pytest.param(None, None, [11, 12], P1, id="most-caught-up-with-writers-killed"),
     pytest.param(P2, None, [], P2, id="to-mysql-2"),
-    pytest.param(None, 5.0, [], P1, id="candidate-drains-its-relay-log"),
+    pytest.param(P1, 5.0, [], P1, id="candidate-drains-its-relay-log"),
+    pytest.param(None, 5.0, [], P2, id="the-replica-with-less-to-apply-is-chosen"),
 ]
 
 
@@ -387,7 +388,7 @@ def test_switchover(env, to, apply_seconds, writers, expected):
     world = env.world
     world.commit(n=3)
     if apply_seconds is not None:
-        world.hold_relay(expected, apply_seconds=apply_seconds)
+        world.hold_relay(P1, apply_seconds=apply_seconds)
         world.commit(n=2)
     world[P0].open_writers = list(writers)
     start = world.mark()
@@ -400,6 +401,8 @@ def test_switchover(env, to, apply_seconds, writers, expected):
                    *(("replicate_from", p) for p in others), ("unfence", expected), ("set_primary", expected),
                    ("write_probe", expected), since=start)
     assert not world.was_writable(P0, since=start)
+    if apply_seconds is not None and expected != P1:
+        world.apply_relay(P1)  # the replica left behind catches up in its own time
     assert_healthy(world, expected)
 
 

@@ -168,11 +168,12 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
     elif not eligible:
         return Election(None, "no node may be promoted", excluded=excluded, errant=frozenset(errant_nodes))
     else:
-        # Most transactions first; among equals not `avoid` (a lost primary back from a crash),
-        # then the current source of the others (no repointing), then the lowest ordinal.
+        # Most transactions first; among equals not `avoid` (a lost primary back from a crash), then
+        # the one that has applied the most (it takes writes soonest: what it still has to apply is
+        # outage), then the current source of the others (no repointing), then the lowest ordinal.
         sources = {n.source for n in nodes if n.source}
-        chosen = max(eligible, key=lambda n: (n.known.count(), n.name != avoid, n.name in sources,
-                                              -_ordinal(n.name)))
+        chosen = max(eligible, key=lambda n: (n.known.count(), n.name != avoid, n.executed.count(),
+                                              n.name in sources, -_ordinal(n.name)))
     lost = {}
     for n in nodes:
         if n.name == chosen.name or n.known is None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from mysqlsts.decisions.cluster import Action, Decision, Memory, State, decide
 from mysqlsts.decisions.failover import Node
+from mysqlsts.decisions.lag import Sample, catch_up, remember
 from mysqlsts.decisions.topology import PodView, stale_role_labels
 from mysqlsts.errors import OperationFailed
 from mysqlsts.model import ServerError
@@ -49,6 +50,7 @@ class Controller:
         self.strays: frozenset[str] = frozenset()
         self.silent_since: float | None = None  # when the unbroken run of looks the primary timed out on began
         self.hurry = False  # the primary is silent: look again at once, the silence is being measured
+        self.applied: dict[str, tuple[Sample, ...]] = {}  # each node's applied count over the last looks
         # Touched after every check: the Deployment's probes tell a hung loop by its age.
         self.heartbeat: Path | None = None
 
@@ -78,6 +80,8 @@ class Controller:
         """Observe, decide, act: one action per check, then look again."""
         began = time.monotonic()
         views, nodes = self.roles.look()
+        self.applied = {n.name: remember(self.applied.get(n.name, ()), Sample(began, n.executed.count()))
+                        for n in nodes if n.executed is not None}
         platform = self.cluster.platform
         recorded = platform.recorded_primary()
         primary = next((n for n in nodes if n.name == recorded), None)
@@ -150,7 +154,9 @@ class Controller:
             self.last_reason = said
 
     def fail_over(self, reason: str, recorded: str | None, views: list[PodView], nodes: list[Node]) -> None:
-        self.log("failing-over", reason=reason, primary=recorded)
+        # What the candidates still have to apply, and how long that should take at their recent pace:
+        # under write load that, not detection, sets the outage.
+        self.log("failing-over", reason=reason, primary=recorded, catch_up=catch_up(nodes, self.applied))
         try:
             with self.cluster.platform.lock():
                 report = self.roles.failover(old=recorded, seen=(views, nodes))

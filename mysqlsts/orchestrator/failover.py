@@ -25,6 +25,7 @@ from mysqlsts.decisions.failover import (
     switchover_candidate,
     wait_for_silent,
 )
+from mysqlsts.decisions.lag import behind
 from mysqlsts.decisions.topology import PodView, observed_primary
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
@@ -176,10 +177,14 @@ class Roles:
         by_name = {v.name: v for v in views}
         new = by_name[election.candidate]
         chosen = next(n for n in nodes if n.name == new.name)
+        pending, applying = behind(chosen), time.monotonic()
+        if pending:
+            progress(f"{new.name} applies the {pending} transactions it received but had not applied yet")
         with self.server(new, wait=self.settings["applyTimeoutSeconds"]) as server:
             if not server.wait_applied(str(chosen.known or ""), self.settings["applyTimeoutSeconds"]):
                 raise OperationFailed(f"{new.name} did not apply its relay log within "
                                       f"{self.settings['applyTimeoutSeconds']}s")
+        report["applied"] = {"transactions": pending, "seconds": round(time.monotonic() - applying, 3)}
         # Nodes holding what the new primary lacks (errant, or lost by --force) would serve rows it
         # lacks, and a later election could bring them back: quarantined, never repointed.
         excluded = {**errant_only(election),

@@ -1,0 +1,63 @@
+"""How far each replica's applier is behind what it has received, and how long it would take to catch
+up: what a failover waits for before the candidate takes writes. Pure, over the controller's looks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mysqlsts.decisions.failover import Node
+
+WINDOW_SECONDS = 10.0  # the apply rate is measured over the looks of about this long
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # monotonic seconds of the look
+    applied: int  # transactions the node had applied (a count of its executed GTIDs)
+
+
+def behind(node: Node) -> int | None:
+    """Transactions received into the relay log but not applied yet (None: unknown)."""
+    if node.executed is None or node.known is None:
+        return None
+    return max(0, node.known.count() - node.executed.count())
+
+
+def remember(samples: Sequence[Sample], sample: Sample, window: float = WINDOW_SECONDS) -> tuple[Sample, ...]:
+    """The samples to keep: the new one and those within `window` before it (a restart, whose count
+    went down, starts over)."""
+    kept = [s for s in samples if sample.at - s.at <= window and s.applied <= sample.applied]
+    return (*kept, sample)
+
+
+def apply_rate(samples: Sequence[Sample]) -> float | None:
+    """Transactions applied per second from the oldest sample to the newest; None below 0.5 s apart."""
+    if len(samples) < 2 or samples[-1].at - samples[0].at < 0.5:
+        return None
+    return (samples[-1].applied - samples[0].applied) / (samples[-1].at - samples[0].at)
+
+
+def catch_up_seconds(pending: int | None, rate: float | None) -> float | None:
+    """How long applying `pending` transactions takes at `rate`: None when either is unknown, or when
+    transactions wait and nothing was applied lately (a stopped or stuck applier)."""
+    if pending == 0:
+        return 0.0
+    if pending is None or not rate or rate <= 0:
+        return None
+    return pending / rate
+
+
+def catch_up(nodes: Sequence[Node], history: dict[str, tuple[Sample, ...]]) -> dict[str, dict]:
+    """Per answering replica: transactions behind, recent apply rate and the expected catch-up time,
+    as the controller reports them when it decides to fail over."""
+    out = {}
+    for n in nodes:
+        if not n.reachable or n.writable:
+            continue
+        pending = behind(n)
+        rate = apply_rate(history.get(n.name, ()))
+        expected = catch_up_seconds(pending, rate)
+        out[n.name] = {"behind": pending, "apply_rate": None if rate is None else round(rate, 1),
+                       "expected_seconds": None if expected is None else round(expected, 2)}
+    return out
