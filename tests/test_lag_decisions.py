@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mysqlsts.decisions.failover import Node, node_of_state
-from mysqlsts.decisions.lag import Sample, apply_rate, behind, catch_up, catch_up_seconds, remember
+from mysqlsts.decisions.lag import Sample, apply_rate, behind, catch_up, catch_up_seconds, remember, unapplied
 from mysqlsts.flavors import MARIADB, MYSQL
 from mysqlsts.model import ServerState
 
@@ -74,3 +74,14 @@ def test_the_controller_reports_each_answering_replica_and_never_the_primary():
         "mysql-1": {"behind": 300, "apply_rate": 50.0, "expected_seconds": 6.0},
         "mysql-2": {"behind": 0, "apply_rate": None, "expected_seconds": 0.0},
     }
+
+
+@pytest.mark.parametrize(("flavor", "st", "expected"), [
+    (MARIADB, state("0-100-500", "0-100-520"), 20),
+    (MARIADB, state("0-100-500", "0-100-520", writable=True), None),  # a primary replicates from no one
+    (MARIADB, None, None),  # it did not answer
+    (MYSQL, state(f"{UUID}:1-100", f"{UUID}:1-101"), 1),
+    (MARIADB, state("not a position", "0-100-520"), None),  # unreadable: unknown, never an error in `status`
+])
+def test_unapplied_as_status_and_verify_show_it(flavor, st, expected):
+    assert unapplied(st, flavor) == expected

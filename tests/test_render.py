@@ -159,6 +159,20 @@ def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
     assert cut == (["init_rpl_role = SLAVE"] if semi and values["flavor"] == "mariadb" else [])
 
 
+@pytest.mark.parametrize(("flavor", "threads", "lines"), [
+    ("mariadb", 4, ["slave_parallel_threads = 4", "slave_parallel_mode = optimistic"]),
+    ("mariadb", 1, ["slave_parallel_threads = 0"]),
+    ("mysql", 4, ["replica_parallel_workers = 4", "replica_preserve_commit_order = ON"]),
+    ("mysql", 1, ["replica_parallel_workers = 1", "replica_preserve_commit_order = ON"]),
+])
+def test_replicas_apply_in_parallel_in_the_primarys_commit_order(flavor, threads, lines):
+    _, _, objects = build([], [f"flavor={flavor}", f"mysql.applierThreads={threads}"])
+    (cm,) = by_kind(objects, "ConfigMap")
+    cnf = cm["data"][f"config_{flavor}.cnf"].splitlines()
+    applier = [line for line in cnf if line.startswith(("slave_parallel", "replica_parallel", "replica_preserve"))]
+    assert applier == lines
+
+
 @pytest.mark.parametrize(("sets", "cut"), [(["replicas=3"], True), (["replicas=1"], False),
                                            (["replicas=3", "mysql.semiSync.enabled=false"], False)])
 def test_mariadb_pods_cut_an_unacknowledged_tail_only_with_semi_sync(sets, cut):

@@ -325,6 +325,12 @@ def test_the_candidate_applies_its_relay_log_first(env, apply_seconds, succeeds)
                        ("unfence", P1))
         assert world.has(P1, pending)
         assert_healthy(world, P1)
+        # What the candidate had to apply, said before (the controller's estimate) and after (the report).
+        deciding = next(e.detail for e in world.events if e.kind == "controller:failing-over")
+        assert deciding["catch_up"][P1]["behind"] == len(pending)
+        report = next(e.detail for e in world.events if e.kind == "controller:failed-over")
+        assert report["applied"]["transactions"] == len(pending)
+        assert report["applied"]["seconds"] >= apply_seconds
     else:
         refused = next(e.detail for e in world.events if e.kind == "controller:failover-refused")
         assert f"did not apply its relay log within {timeout}s" in refused["reason"]

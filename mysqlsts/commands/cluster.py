@@ -165,7 +165,7 @@ def status_cmd(args: argparse.Namespace) -> int:
         output.document(report)
         return 0
     cols = ["pod", "address", "dns", "role", "read_only", "super_read_only", "gtid_executed", "source",
-            "io_thread", "sql_thread", "lag_seconds", "ready"]
+            "io_thread", "sql_thread", "lag_seconds", "behind", "ready"]
     output.table(f"cluster {report['cluster']} (recorded primary: {report['recorded_primary'] or 'none'})", cols,
                  [[_cell(r[c]) for c in cols] for r in report["pods"]])
     for r in report["pods"]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mysqlsts.decisions.failover import Node
+from mysqlsts.decisions.failover import Node, node_of_state
+from mysqlsts.decisions.gtid import GtidError
+from mysqlsts.flavors import Flavor
+from mysqlsts.model import ServerState
 
 WINDOW_SECONDS = 10.0  # the apply rate is measured over the looks of about this long
 
@@ -22,6 +25,16 @@ def behind(node: Node) -> int | None:
     if node.executed is None or node.known is None:
         return None
     return max(0, node.known.count() - node.executed.count())
+
+
+def unapplied(state: ServerState | None, flavor: Flavor) -> int | None:
+    """`behind` for a server as it described itself; None when it did not, or is no replica."""
+    if state is None or state.source_host is None:
+        return None
+    try:
+        return behind(node_of_state("", state, flavor))
+    except GtidError:
+        return None
 
 
 def remember(samples: Sequence[Sample], sample: Sample, window: float = WINDOW_SECONDS) -> tuple[Sample, ...]:

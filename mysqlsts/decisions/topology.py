@@ -24,6 +24,7 @@ class PodView:
     has_data: bool = False  # a PVC / local data directory: its node counts in elections even when silent
     role_label: str | None = None  # the role it is published with (Kubernetes label), None if not labelled
     timed_out: bool = False  # it did not answer in time (hung, or slow), rather than refuse (down)
+    behind: int | None = None  # transactions received but not applied yet (None: unknown, or no state)
 
 
 @dataclass(frozen=True)
@@ -124,5 +125,6 @@ def replica_check(v: PodView, primary: str | None, views: list[PodView], max_lag
         problems.append(f"lag {s.lag if s.lag is not None else 'unknown'}s > {max_lag}s")
     if semi_sync and not s.semi_sync_replica_on:
         problems.append("semi-sync replica side OFF")
-    detail = "; ".join(problems) or f"from {s.source_host}, io/sql Yes, lag {s.lag}s"
+    pending = f", {v.behind} received not applied" if v.behind is not None else ""
+    detail = "; ".join(problems) or f"from {s.source_host}, io/sql Yes, lag {s.lag}s{pending}"
     return Check(name, not problems, detail)

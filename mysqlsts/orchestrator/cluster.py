@@ -16,6 +16,7 @@ import pymysql
 
 from mysqlsts import flavors
 from mysqlsts.chart.render import semi_sync_on
+from mysqlsts.decisions.lag import unapplied
 from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, verify_checks
 from mysqlsts.errors import OperationFailed
 from mysqlsts.model import ServerError
@@ -98,7 +99,7 @@ class Cluster:
             return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                            running=pod.running, ready=pod.ready, state=state, error=error,
                            quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label,
-                           timed_out=timed_out)
+                           timed_out=timed_out, behind=unapplied(state, self.flavor))
 
         pods = self.platform.pods()
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(pods)))) as pool:
@@ -119,6 +120,7 @@ class Cluster:
                 "io_thread": None if s is None else s.io_running,
                 "sql_thread": None if s is None else s.sql_running,
                 "lag_seconds": None if s is None else s.lag,
+                "behind": v.behind,  # transactions received, not applied yet
                 "ready": v.ready, "running": v.running, "error": v.error or (s.last_error if s else ""),
             })
         return rows

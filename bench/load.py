@@ -1,0 +1,154 @@
+"""Benchmark failover under sustained write load on the local runtime (MariaDB, 3 pods, the controller).
+
+--connections writers insert small rows with autocommit as fast as they can, beside a ledger writer
+through the primary name, and a sampler reads every replica's apply lag twice a second: seconds
+behind, and transactions received but not applied (the received GTID position against the executed
+one). Then, under that load:
+
+1. --kills kill -9 of the primary: the outage the ledger writer saw (the drill's RTO), how many
+   transactions the candidate still had to apply and how long it spent on them (the controller's
+   failover report), and what became of the old primary (rejoined with its data, or re-cloned);
+2. --switchovers switchovers: mysqlsts' write-unavailable window and the ledger writer's longest gap;
+3. acknowledged writes lost, over every writer.
+
+    sudo .venv/bin/python bench/load.py --connections 8 --kills 10 --switchovers 5 [--set KEY=VALUE ...]
+
+--set passes chart values to the bootstrap (e.g. mysql.applierThreads=0 for a serial applier), so
+settings are compared by running the benchmark once per setting. Loopback addresses only; the
+cluster is destroyed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+
+import pymysql
+from benchlib import Writer, bench_cluster, fate, fmt, healthy, lost_writes, primary, server_pid, switchovers, tails_cut
+
+PODS = ("mysql-0", "mysql-1", "mysql-2")
+
+
+class LagSampler(threading.Thread):
+    """Every replica's apply lag, twice a second: (time, pod, seconds behind, transactions behind)."""
+
+    def __init__(self, password: str):
+        super().__init__(daemon=True)
+        self.password = password
+        self.samples: list[tuple[float, str, int | None, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            for pod in PODS:
+                with_lag = self.look(pod)
+                if with_lag is not None:
+                    self.samples.append((time.monotonic(), pod, *with_lag))
+
+    def look(self, pod: str) -> tuple[int | None, int] | None:
+        try:
+            with pymysql.connect(host=f"{pod}.mysql.default.svc.cluster.local", user="root", password=self.password,
+                                 connect_timeout=0.5, read_timeout=1) as conn, conn.cursor() as cur:
+                cur.execute("SHOW SLAVE STATUS")
+                row = cur.fetchone()
+                if row is None:
+                    return None  # the primary
+                status = dict(zip([d[0] for d in cur.description], row, strict=True))
+                cur.execute("SELECT @@GLOBAL.gtid_slave_pos")
+                applied = cur.fetchone()[0]
+        except pymysql.MySQLError:
+            return None
+        return status["Seconds_Behind_Master"], pending(status["Gtid_IO_Pos"], applied)
+
+    def between(self, since: float, until: float) -> list[tuple[float, str, int | None, int]]:
+        return [s for s in self.samples if since <= s[0] <= until]
+
+
+def pending(received: str, applied: str) -> int:
+    """Transactions behind: per domain, the received sequence number past the applied one."""
+    def seqs(position: str) -> dict[str, int]:
+        return {p.split("-")[0]: int(p.split("-")[2]) for p in position.split(",") if p.strip()}
+    got, done = seqs(received), seqs(applied)
+    return sum(max(0, n - done.get(d, 0)) for d, n in got.items())
+
+
+def failover_report(state, after: int) -> dict | None:
+    """The controller's report of the failover logged after its first `after` lines."""
+    lines = (state / "mysql" / "controller.log").read_text().splitlines()[after:]
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    return next((e for e in reversed(events) if e["event"] == "failed-over"), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=8, help="writers at full speed (default 8)")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of load before the first kill")
+    parser.add_argument("--kills", type=int, default=10, help="kill -9 of the primary under load (default 10)")
+    parser.add_argument("--switchovers", type=int, default=5, help="switchovers under load (default 5)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="chart values")
+    args = parser.parse_args()
+    loads = [f"bench.load{n}" for n in range(args.connections)]
+    with bench_cluster("load", *args.set, tables=["bench.ledger", *loads]) as bench:
+        state, platform, password = bench.state, bench.platform, bench.password
+        ledger = Writer(password)
+        writers = [ledger, *(Writer(password, table) for table in loads)]
+        sampler = LagSampler(password)
+        for thread in (*writers, sampler):
+            thread.start()
+        began = time.monotonic()
+        time.sleep(args.warmup)
+        warm = time.monotonic()
+        rate = sum(1 for w in writers for _, at, _ in w.acked if began + 5 <= at <= warm) / (warm - began - 5)
+        outages, applied, applying, fates = [], [], [], []
+        for _ in range(args.kills):
+            healthy(state)
+            time.sleep(3.0)  # load again after the last failover: the appliers fall behind as they would
+            old = primary(state)
+            inode, cuts = (platform.layout.pod(old).pv / "data").stat().st_ino, tails_cut(platform, old)
+            seen = len((state / "mysql" / "controller.log").read_text().splitlines())
+            fault_at = time.monotonic()
+            os.kill(server_pid(state, old), signal.SIGKILL)
+            outages.append(ledger.outage(fault_at, old))
+            fates.append(fate(platform, password, old, fault_at, inode, cuts))
+            report = failover_report(state, seen) or {}
+            applied.append(float((report.get("applied") or {}).get("transactions") or 0))
+            applying.append(float((report.get("applied") or {}).get("seconds") or 0))
+        switch_tool, switch_gap = switchovers(state, ledger, args.switchovers, settle=3.0)
+        for thread in (*writers, sampler):
+            thread.stop.set()
+            thread.join()
+        healthy(state)
+        lost = lost_writes(writers, password)
+
+        print(f"settings: {', '.join(args.set) or 'chart defaults'}; {args.connections} connections + a ledger writer")
+        print(f"write throughput before the first kill: {rate:.0f} acknowledged writes/s")
+        warm_lag = sampler.between(began + 5, warm)
+        for pod in PODS:
+            mine = [s for s in warm_lag if s[1] == pod]
+            if mine:
+                seconds = [s[2] for s in mine if s[2] is not None]
+                behind = [s[3] for s in mine]
+                print(f"  {pod} apply lag under load: seconds behind median {statistics.median(seconds or [0])}, "
+                      f"max {max(seconds or [0])}; transactions behind median {statistics.median(behind):.0f}, "
+                      f"max {max(behind)} ({len(mine)} samples)")
+        print(f"RTO under load, kill -9 of the primary (the ledger writer's outage): {fmt(outages)} "
+              "(target median <= 2 s, max <= 5 s)")
+        print(f"  transactions the candidate had to apply: "
+              f"{', '.join(f'{x:.0f}' for x in applied) or 'none'}")
+        print(f"  seconds it spent applying them: {fmt(applying)}")
+        rejoined = [f.seconds for f in fates if f.rejoined]
+        print(f"  old primaries: {len(rejoined)} of {len(fates)} rejoined with their own data, "
+              f"{len(fates) - len(rejoined)} re-cloned; {sum(f.tail_cut for f in fates)} had a tail cut")
+        print(f"switchover under load, mysqlsts' window: {fmt(switch_tool)} (target median <= 1 s)")
+        print(f"switchover under load, the ledger writer's longest gap: {fmt(switch_gap)}")
+        acked = sum(len(w.acked) for w in writers)
+        print(f"acknowledged writes: {acked}; lost: {len(lost)} (target 0)" + (f"; e.g. {lost[:10]}" if lost else ""))
+
+
+if __name__ == "__main__":
+    main()
