@@ -114,6 +114,25 @@ def test_among_replicas_holding_as_much_the_one_that_applied_the_most_is_elected
     assert switchover_candidate([node("mysql-0", f"{U1}:1-500", origin=U1), *mysql], "mysql-0").candidate == "mysql-2"
 
 
+def test_replicas_ahead_of_a_primary_back_from_a_crash_are_not_diverged_when_it_refuses_them():
+    """MariaDB commits in the engine after the binlog; a primary killed before that commit was durable,
+    restarted as a replica (init_rpl_role), cuts the transaction from its binlog although a replica
+    acknowledged it. The replicas reconnect to it and are refused (error 1236): they are ahead, not
+    diverged, and one of them is elected; a refusal by a source that holds more stays divergence."""
+    back = node("mysql-0", "0-100-24", origin="100", owns_data=True)
+    ahead = [node(f"mysql-{i}", "0-100-25", origin=f"10{i}", source="mysql-0", diverged=True) for i in (1, 2)]
+    result = elect([back, *ahead], avoid=None)
+    assert result.candidate == "mysql-1" and result.safe and result.excluded == {}
+    from mysqlsts.decisions.cluster import decide
+    assert decide([back, *ahead], "mysql-0").action.value == "failover"  # never a quarantine of the replicas
+    mixed = [node("mysql-0", "0-100-25", origin="100"),  # a source that is not behind: a real divergence
+             node("mysql-1", "0-101-25", origin="101", source="mysql-0", diverged=True)]
+    assert "diverged" in elect(mixed).excluded["mysql-1"]
+    writable = [node("mysql-0", "0-100-24", origin="100", writable=True),  # a promoted source refusing: diverged
+                node("mysql-1", "0-100-25", origin="101", source="mysql-0", diverged=True)]
+    assert decide(writable, "mysql-0").action.value == "quarantine"
+
+
 def test_forcing_a_lagging_candidate_reports_exactly_what_is_lost():
     nodes = [node("mysql-1", f"{U1}:1-20", origin=U2), node("mysql-2", f"{U1}:1-17", origin=U3)]
     result = elect(nodes, to="mysql-2")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from mysqlsts.decisions.failover import Node, diverged, primary_lost, unknown_to
+from mysqlsts.decisions.failover import Node, diverged, is_diverged, primary_lost, unknown_to
 
 
 class State(Enum):
@@ -58,7 +58,7 @@ class Decision:
 def strays(nodes: list[Node], primary: str) -> frozenset[str]:
     """Fenced, answering, healthy nodes that do not follow the primary."""
     return frozenset(n.name for n in nodes if n.reachable and not n.writable and not n.quarantined
-                     and not n.diverged and n.source != primary)
+                     and not is_diverged(n, nodes) and n.source != primary)
 
 
 def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), stale_labels: tuple[str, ...] = (),

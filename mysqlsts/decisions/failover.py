@@ -90,9 +90,24 @@ def unknown_to(node: Node, primary: Node) -> Gtids | None:
     return node.executed.minus(primary.known)
 
 
+def is_diverged(node: Node, nodes: list[Node]) -> bool:
+    """Its source refused its GTID position (error 1236) because their histories differ. Not when
+    the source is a fenced node holding less than it: a primary back from a crash whose recovery cut
+    what its storage engine had not made durable yet (MariaDB commits in the engine after the
+    binlog, and semi-sync had a replica acknowledge it first) refuses the replicas that are merely
+    ahead of it; they hold what it lost."""
+    if not node.diverged:
+        return False
+    source = next((o for o in nodes if o.name == node.source), None)
+    behind_it = (source is not None and source.reachable and not source.writable and source.known is not None
+                 and node.known is not None and node.known.contains(source.known)
+                 and not source.known.contains(node.known))
+    return not behind_it
+
+
 def diverged(nodes: list[Node]) -> list[str]:
-    """Nodes whose source refused their GTID position (error 1236) and are not quarantined yet."""
-    return [n.name for n in nodes if n.diverged and not n.quarantined]
+    """Nodes whose source refused their GTID position for a history of their own, not quarantined yet."""
+    return [n.name for n in nodes if is_diverged(n, nodes) and not n.quarantined]
 
 
 def silent_owners(nodes: list[Node], primary: str | None) -> list[str]:
@@ -147,7 +162,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
             excluded[n.name] = "does not answer"
         elif n.quarantined:
             excluded[n.name] = "quarantined"
-        elif n.diverged:
+        elif is_diverged(n, nodes):
             excluded[n.name] = "errant transactions: its source refused its GTID position (diverged)"
             errant_nodes.add(n.name)
         elif (e := errant(n, nodes)) is not None:
