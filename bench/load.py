@@ -31,6 +31,8 @@ import time
 import pymysql
 from benchlib import Writer, bench_cluster, fate, fmt, healthy, lost_writes, primary, server_pid, switchovers, tails_cut
 
+from mysqlsts.decisions import gtid
+
 PODS = ("mysql-0", "mysql-1", "mysql-2")
 
 
@@ -70,11 +72,9 @@ class LagSampler(threading.Thread):
 
 
 def pending(received: str, applied: str) -> int:
-    """Transactions behind: per domain, the received sequence number past the applied one."""
-    def seqs(position: str) -> dict[str, int]:
-        return {p.split("-")[0]: int(p.split("-")[2]) for p in position.split(",") if p.strip()}
-    got, done = seqs(received), seqs(applied)
-    return sum(max(0, n - done.get(d, 0)) for d, n in got.items())
+    """Transactions behind: received but not applied (the project's own GTID arithmetic)."""
+    done = gtid.parse("mariadb", applied)
+    return max(0, gtid.parse("mariadb", received).union(done).count() - done.count())
 
 
 def failover_report(state, after: int) -> dict | None:
