@@ -77,6 +77,25 @@ def pending(received: str, applied: str) -> int:
     return max(0, gtid.parse("mariadb", received).union(done).count() - done.count())
 
 
+def series(writers: list[Writer], sampler: LagSampler, began: float, until: float, every: float) -> list[str]:
+    """Throughput and each replica's apply lag over the run, window by window: acknowledged writes/s, and
+    per pod the most transactions and seconds behind seen in the window ("-": no replica sample then, as
+    when it was the primary or down)."""
+    rows = [f"{'s':>5} {'writes/s':>8}  " + "  ".join(f"{pod + ' behind (tx, s)':>24}" for pod in PODS)]
+    start = began
+    while start < until:
+        end = min(start + every, until)
+        acked = sum(1 for w in writers for _, at, _ in w.acked if start <= at < end)
+        cells = []
+        for pod in PODS:
+            mine = [x for x in sampler.between(start, end) if x[1] == pod]
+            seconds = [x[2] for x in mine if x[2] is not None]
+            cells.append(f"{max(x[3] for x in mine)}, {max(seconds) if seconds else '-'}" if mine else "-")
+        rows.append(f"{start - began:5.0f} {acked / (end - start):8.0f}  " + "  ".join(f"{c:>24}" for c in cells))
+        start = end
+    return rows
+
+
 def failover_report(state, after: int) -> dict | None:
     """The controller's report of the failover logged after its first `after` lines."""
     lines = (state / "mysql" / "controller.log").read_text().splitlines()[after:]
@@ -91,6 +110,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10, help="kill -9 of the primary under load (default 10)")
     parser.add_argument("--switchovers", type=int, default=5, help="switchovers under load (default 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="chart values")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds per row of the lag series (default 5)")
     args = parser.parse_args()
     loads = [f"bench.load{n}" for n in range(args.connections)]
     with bench_cluster("load", *args.set, tables=["bench.ledger", *loads]) as bench:
@@ -119,10 +139,11 @@ def main() -> None:
             applied.append(float((report.get("applied") or {}).get("transactions") or 0))
             applying.append(float((report.get("applied") or {}).get("seconds") or 0))
         switch_tool, switch_gap = switchovers(state, ledger, args.switchovers, settle=3.0)
+        ended = time.monotonic()
         for thread in (*writers, sampler):
             thread.stop.set()
             thread.join()
-        healthy(state)
+        healthy(state, timeout=900)  # a serial applier far behind takes minutes to catch up
         lost = lost_writes(writers, password)
 
         print(f"settings: {', '.join(args.set) or 'chart defaults'}; {args.connections} connections + a ledger writer")
@@ -148,6 +169,9 @@ def main() -> None:
         print(f"switchover under load, the ledger writer's longest gap: {fmt(switch_gap)}")
         acked = sum(len(w.acked) for w in writers)
         print(f"acknowledged writes: {acked}; lost: {len(lost)} (target 0)" + (f"; e.g. {lost[:10]}" if lost else ""))
+        print(f"over time, every {args.every:g} s from the start of the load (kills from {warm - began:.0f} s):")
+        for row in series(writers, sampler, began, ended, args.every):
+            print("  " + row)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ class FakeServer:
     def booted_at(self) -> float:
         return self.booted
 
+    def set_commit_delay(self, usec: int) -> None:
+        self.calls.append(("set_commit_delay", usec))
+
 
 class FakeServers:
     def __init__(self, *servers: FakeServer):
@@ -199,6 +202,72 @@ def test_a_server_that_does_not_answer_is_not_ready(env):
     assert a.step().startswith("server: Can't connect")
     assert env.ready_file.read_text().startswith("server: ")
     assert env.role_file.read_text() == "none"
+
+
+def test_a_replica_too_far_behind_in_transactions_is_not_ready(env):
+    me = FakeServer("mysql-1", replace(FENCED, gtid="0-100-5"))
+    a = agent(env, primary(), me)
+    assert a.step() is None
+    me.s = replace(me.s, retrieved="0-100-1006")  # the bound of pod_env is 1000
+    assert a.step() == "1001 transactions received but not applied exceeds 1000"
+    assert env.role_file.read_text() == "none"  # and no donor for a clone either
+
+
+def replica_of_me(name: str, applied: int, received: int) -> FakeServer:
+    return FakeServer(name, replace(FENCED, gtid=f"0-101-{applied}", retrieved=f"0-101-{received}", lag=0,
+                                    source_host="mysql-1.mysql.default.svc.cluster.local", io_running="Yes",
+                                    sql_running="Yes"))
+
+
+def delays(server: FakeServer) -> list[int]:
+    return [c[1] for c in server.calls if c[0] == "set_commit_delay"]
+
+
+def test_the_primary_throttles_commits_while_every_replica_is_far_behind_and_lifts_it_after(env, capsys):
+    env = replace(env, throttle_behind=1000)
+    me = FakeServer("mysql-1", replace(FENCED, read_only=False, gtid="0-101-6000"))
+    r0, r2 = replica_of_me("mysql-0", 1000, 6000), replica_of_me("mysql-2", 4000, 6000)
+    a = agent(env, me, r0, r2)
+    for _ in range(3):
+        assert a.step() is None  # the primary stays ready while it throttles
+    assert delays(me) == [1000, 2000, 4000]
+    assert "throttling commits: every replica has more than 1000 transactions received but not applied " \
+           "(mysql-0 5000, mysql-2 2000)" in capsys.readouterr().err
+    r2.s = replace(r2.s, gtid="0-101-5600")  # one replica is within half the limit: ease off
+    a.step()
+    a.step()
+    assert delays(me)[3:] == [2000, 1000]
+    a.step()
+    assert delays(me)[-1] == 0 and "commit throttle lifted" in capsys.readouterr().err
+    a.step()
+    assert delays(me)[-1] == 0 and len(delays(me)) == 6  # no statement while nothing changes
+
+
+def test_a_replica_of_another_primary_or_one_not_answering_does_not_count(env):
+    env = replace(env, throttle_behind=1000)
+    me = FakeServer("mysql-1", replace(FENCED, read_only=False, gtid="0-101-6000"))
+    stranger = replica_of_me("mysql-0", 0, 6000)
+    stranger.s = replace(stranger.s, source_host="mysql-2.mysql.default.svc.cluster.local")
+    silent = replica_of_me("mysql-2", 0, 6000)
+    silent.answers = False
+    a = agent(env, me, stranger, silent)
+    a.step()
+    assert delays(me) == [0]  # set once, to nothing: nobody to wait for
+
+
+def test_a_fenced_node_never_delays_its_commits_and_the_throttle_off_never_touches_the_server(env):
+    me = FakeServer("mysql-1", replace(FENCED, gtid="0-100-5"))
+    a = agent(replace(env, throttle_behind=1000), primary(), me)
+    a.step()
+    a.step()
+    assert delays(me) == [0]  # once after its boot, in case it was a throttled primary before
+    me.booted += 30
+    a.step()
+    assert delays(me) == [0, 0]
+    off = FakeServer("mysql-1", replace(FENCED, read_only=False, gtid="0-101-6000"))
+    b = agent(env, off, replica_of_me("mysql-0", 0, 6000))
+    b.step()
+    assert delays(off) == []
 
 
 def test_a_stop_request_fences_answers_and_stops_settling(env):

@@ -30,6 +30,8 @@ CASES = {
                                  ["mysql.semiSync.waitForReplicaCount: 2 acknowledgements can never arrive"]),
     "unknown kubernetes version": (["--set", "kubernetesVersions=1.12"], ["kubernetesVersions[0]: no bundled schema"]),
     "bad anti-affinity": (["--set", "pod.antiAffinity=maybe"], ['pod.antiAffinity: must be one of soft, hard, got "maybe"']),
+    "throttle below 2": (["--set", "failover.throttleBehindTransactions=1"],
+                         ["failover.throttleBehindTransactions: must be an integer >= 2 or null (off), got 1"]),
     "boolean expected": (["--set", "controller.enabled=yes please"], ['controller.enabled: must be true or false']),
 }
 

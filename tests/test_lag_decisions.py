@@ -7,7 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mysqlsts.decisions.failover import Node, node_of_state
-from mysqlsts.decisions.lag import Sample, apply_rate, behind, catch_up, catch_up_seconds, remember, unapplied
+from mysqlsts.decisions.lag import (
+    DELAY_MAX_US,
+    DELAY_STEP_US,
+    LagBound,
+    Sample,
+    apply_rate,
+    behind,
+    catch_up,
+    catch_up_seconds,
+    commit_delay,
+    remember,
+    unapplied,
+)
 from mysqlsts.flavors import MARIADB, MYSQL
 from mysqlsts.model import ServerState
 
@@ -85,3 +97,54 @@ def test_the_controller_reports_each_answering_replica_and_never_the_primary():
 ])
 def test_unapplied_as_status_and_verify_show_it(flavor, st, expected):
     assert unapplied(st, flavor) == expected
+
+
+@pytest.mark.parametrize(("lag", "pending", "problem"), [
+    (10, 1000, None),  # at the bound is within it
+    (11, 0, "lag 11s exceeds 10s"),
+    (None, 0, "lag -s exceeds 10s"),  # the server cannot tell: too far
+    (0, 1001, "1001 transactions received but not applied exceeds 1000"),
+    (0, None, None),  # GTIDs unreadable: the seconds decide
+])
+def test_the_lag_bound_holds_in_seconds_and_in_transactions(lag, pending, problem):
+    assert LagBound(seconds=10, transactions=1000).exceeded(lag, pending) == problem
+
+
+# (backlogs of the primary's replicas, current delay, limit, next delay)
+THROTTLE = [
+    ([5000, 3000], 0, 1000, DELAY_STEP_US),  # every replica far behind: start
+    ([5000, 3000], 4000, 1000, 8000),  # still: double
+    ([5000, 3000], DELAY_MAX_US, 1000, DELAY_MAX_US),  # and never beyond the largest
+    ([80_000, 70_000], 64_000, 1000, DELAY_MAX_US),
+    ([5000, 10], 8000, 1000, 4000),  # one replica keeps up: a failover to it is short, so ease off
+    ([5000, None], 0, 1000, DELAY_STEP_US),  # one says nothing: the others decide
+    ([None, None], 8000, 1000, 0),  # nobody to wait for: no throttle
+    ([], 8000, 1000, 0),
+    ([800, 900], 8000, 1000, 8000),  # between half the limit and the limit: hold
+    ([500, 900], 8000, 1000, 4000),  # at half: ease off
+    ([0, 0], DELAY_STEP_US, 1000, 0),  # below the smallest step: off
+    ([5000, 3000], 8000, None, 0),  # throttle off
+]
+
+
+@pytest.mark.parametrize(("backlogs", "current", "limit", "delay"), THROTTLE)
+def test_the_commit_throttle_follows_the_best_replica(backlogs, current, limit, delay):
+    assert commit_delay(backlogs, current, limit) == delay
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(0, 10**7)), max_size=5),
+       st.one_of(st.just(0), st.integers(DELAY_STEP_US, DELAY_MAX_US)), st.integers(2, 10**6))
+def test_the_commit_delay_stays_within_its_range_and_grows_only_when_every_replica_is_far_behind(
+        backlogs, current, limit):
+    delay = commit_delay(backlogs, current, limit)
+    assert delay == 0 or DELAY_STEP_US <= delay <= DELAY_MAX_US
+    known = [b for b in backlogs if b is not None]
+    if delay > current:
+        assert known and min(known) > limit
+
+
+def test_a_throttle_eases_off_to_nothing_once_a_replica_caught_up():
+    delay, looks = DELAY_MAX_US, 0
+    while delay:
+        delay, looks = commit_delay([0, 40], delay, 1000), looks + 1
+    assert looks <= 7  # 100 ms halved down to below 1 ms within seconds of looks

@@ -7,6 +7,7 @@ import pytest
 
 from mysqlsts.decisions.failover import Node
 from mysqlsts.decisions.gtid import parse
+from mysqlsts.decisions.lag import LagBound
 from mysqlsts.decisions.node import NodeAction, readiness, serving_role, settle
 from mysqlsts.model import ServerState
 
@@ -102,30 +103,37 @@ def state(read_only: bool = True, source: str | None = "mysql-0.mysql", io: str 
                        semi_sync_replica_on=True)
 
 
-# (case, state, quarantined, verdict: None = ready)
+BOUND = LagBound(seconds=30, transactions=500)
+
+# (case, state, quarantined, transactions received not applied, verdict: None = ready)
 READINESS = [
-    ("the primary", state(read_only=False, source=None, io=None, sql=None, lag=None), False, None),
-    ("a replica within the lag limit", state(lag=30), False, None),
-    ("quarantined, whatever it does", state(), True, "quarantined: errant transactions"),
-    ("a quarantined writable node", state(read_only=False), True, "quarantined: errant transactions"),
-    ("fenced and following no one", state(source=None, io=None, sql=None, lag=None), False,
+    ("the primary", state(read_only=False, source=None, io=None, sql=None, lag=None), False, None, None),
+    ("a replica within the lag limit", state(lag=30), False, 500, None),
+    ("quarantined, whatever it does", state(), True, 0, "quarantined: errant transactions"),
+    ("a quarantined writable node", state(read_only=False), True, None, "quarantined: errant transactions"),
+    ("fenced and following no one", state(source=None, io=None, sql=None, lag=None), False, None,
      "read-only and not replicating"),
-    ("receiver connecting", state(io="Connecting", lag=None), False, "replication threads: io=Connecting sql=Yes"),
-    ("applier stopped", state(sql="No", lag=None), False, "replication threads: io=Yes sql=No"),
-    ("threads unknown", state(io=None, sql=None), False, "replication threads: io=- sql=-"),
-    ("lag over the limit", state(lag=31), False, "lag 31s exceeds 30s"),
-    ("lag unknown", state(lag=None), False, "lag -s exceeds 30s"),
+    ("receiver connecting", state(io="Connecting", lag=None), False, 0, "replication threads: io=Connecting sql=Yes"),
+    ("applier stopped", state(sql="No", lag=None), False, 9000, "replication threads: io=Yes sql=No"),
+    ("threads unknown", state(io=None, sql=None), False, 0, "replication threads: io=- sql=-"),
+    ("lag over the limit", state(lag=31), False, 0, "lag 31s exceeds 30s"),
+    ("lag unknown", state(lag=None), False, 0, "lag -s exceeds 30s"),
+    ("too many transactions not applied yet", state(lag=0), False, 501,
+     "501 transactions received but not applied exceeds 500"),
+    ("backlog unknown (unreadable GTIDs): seconds decide", state(lag=3), False, None, None),
 ]
 
 
-@pytest.mark.parametrize(("case", "s", "quarantined", "verdict"), READINESS, ids=[c[0] for c in READINESS])
-def test_readiness(case, s, quarantined, verdict):
-    assert readiness(s, quarantined, max_lag=30) == verdict
+@pytest.mark.parametrize(("case", "s", "quarantined", "pending", "verdict"), READINESS,
+                         ids=[c[0] for c in READINESS])
+def test_readiness(case, s, quarantined, pending, verdict):
+    assert readiness(s, quarantined, BOUND, pending) == verdict
 
 
-@pytest.mark.parametrize(("case", "s", "quarantined", "verdict"), READINESS, ids=[c[0] for c in READINESS])
-def test_a_pod_offers_itself_as_a_clone_donor_only_when_ready(case, s, quarantined, verdict):
+@pytest.mark.parametrize(("case", "s", "quarantined", "pending", "verdict"), READINESS,
+                         ids=[c[0] for c in READINESS])
+def test_a_pod_offers_itself_as_a_clone_donor_only_when_ready(case, s, quarantined, pending, verdict):
     """What the clone listener tells a new pod choosing its donor, from the same verdict."""
-    role = serving_role(s, readiness(s, quarantined, max_lag=30))
+    role = serving_role(s, readiness(s, quarantined, BOUND, pending))
     assert role == ("none" if verdict is not None else "primary" if s.writable else "replica")
     assert serving_role(None, "server: gone") == "none"

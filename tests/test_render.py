@@ -339,3 +339,28 @@ def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
     clone = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "clone")
     assert clone["resources"] == old["pod"]["resources"]["sidecar"]
     assert {"name": "CLONE_THROTTLE", "value": "0"} in clone["env"]
+
+
+def test_values_recorded_before_the_apply_and_backlog_settings_take_todays_defaults(tmp_path):
+    """A cluster bootstrapped before mysql.applierThreads, health.maxBehindTransactions and
+    failover.throttleBehindTransactions: its commands still load its values, with today's defaults."""
+    import copy
+
+    from mysqlsts.platform.local.runtime import LocalPlatform
+    from mysqlsts.state import write_json
+
+    old = copy.deepcopy(chart_values.defaults())
+    del old["mysql"]["applierThreads"], old["health"]["maxBehindTransactions"]
+    del old["failover"]["throttleBehindTransactions"]
+    platform = LocalPlatform(tmp_path, "mysql")
+    write_json(platform.layout.values_file, old)
+    assert chart_values.check(platform.values()) == chart_values.defaults()
+
+
+@pytest.mark.parametrize(("throttle", "value"), [("null", ""), ("5000", "5000")])
+def test_the_backlog_bound_and_the_throttle_reach_every_container(throttle, value):
+    _, _, objects = build([], [f"failover.throttleBehindTransactions={throttle}"])
+    (sts,) = by_kind(objects, "StatefulSet")
+    for c in sts["spec"]["template"]["spec"]["containers"]:
+        assert {"name": "MAX_BEHIND_TRANSACTIONS", "value": "10000"} in c["env"]
+        assert {"name": "THROTTLE_BEHIND_TRANSACTIONS", "value": value} in c["env"]

@@ -64,7 +64,8 @@ def pod_env(home: Path, conf: Path, pv: Path, tmp: Path, flavor: str = "mariadb"
     return {"PATH": "/usr/bin:/bin", "POD_NAME": "mysql-1", "CLUSTER_NAME": "mysql", "HEADLESS_SERVICE": "mysql",
             "POD_NAMESPACE": "default", "CLUSTER_DOMAIN": "cluster.local", "FLAVOR": flavor,
             "SERVER_ID_OFFSET": "100", "MYSQL_PORT": "3306", "CLONE_PORT": "3307", "MAX_LAG_SECONDS": "30",
-            "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home), "CONF_DIR": str(conf), "PV_DIR": str(pv),
+            "MAX_BEHIND_TRANSACTIONS": "1000", "SEMI_SYNC": "true", "MYSQLSTS_HOME_DIR": str(home),
+            "CONF_DIR": str(conf), "PV_DIR": str(pv),
             "RUN_DIR": str(tmp / "run"), "TOOLS_DIR": str(tmp / "tools"), "SECRETS_DIR": str(tmp / "secrets"),
             "TLS_DIR": str(tmp / "tls")}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mysqlsts.decisions.lag import LagBound
 from mysqlsts.decisions.topology import PodView, observed_primary, role, stale_role_labels, verify_checks
 from mysqlsts.model import ServerState
 
@@ -27,7 +28,7 @@ def healthy() -> list[PodView]:
 
 def checks(views, recorded="mysql-0", resolves="mysql-0", semi=True):
     return {c.name: c for c in verify_checks(views, recorded, "mysql-primary.default.svc.cluster.local", resolves,
-                                             max_lag=10, semi_sync=semi)}
+                                             LagBound(seconds=10, transactions=1000), semi_sync=semi)}
 
 
 def failing(views, **kw) -> set[str]:
@@ -73,6 +74,16 @@ def test_replica_problems_each_fail_the_replica_check():
         views = healthy()
         views[1] = view(1, dataclasses.replace(REPLICA, **broken))
         assert failing(views) == {name}, broken
+
+
+def test_a_replica_with_more_received_than_the_bound_unapplied_fails_and_the_count_is_shown():
+    name = "replica mysql-1 replicates from the primary"
+    views = healthy()
+    views[1] = view(1, REPLICA, behind=1001)
+    assert failing(views) == {name}
+    assert checks(views)[name].detail == "1001 transactions received but not applied exceeds 1000"
+    views[1] = view(1, REPLICA, behind=1000)
+    assert failing(views) == set() and checks(views)[name].detail.endswith("lag 0s, 1000 received not applied")
 
 
 def test_semi_sync_fallback_to_async_is_reported():

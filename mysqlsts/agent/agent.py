@@ -11,6 +11,8 @@ Once its server answers (through the unix socket on the shared RUN_DIR), the age
 - keeps the recorded primary (PV_DIR/recorded-primary) up to date, for the next start's config;
 - writes its readiness verdict (decisions/node.readiness) to RUN_DIR/agent-ready every loop, which
   probe.sh readiness reads (empty: ready; else the reason; stale: the agent is not running);
+- on the primary, when failover.throttleBehindTransactions is set, delays group commits while every
+  replica is far behind (decisions/lag.commit_delay), so a failover never waits long for an applier;
 - fences the server when probe.sh prestop asks (RUN_DIR/stopping), and answers with RUN_DIR/fenced.
 
 It never promotes a server that held data before: a restarted primary stays fenced until the
@@ -33,6 +35,7 @@ from pathlib import Path
 from mysqlsts.agent.podenv import PodEnv
 from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import Node, node_of_state
+from mysqlsts.decisions.lag import behind, commit_delay, unapplied
 from mysqlsts.decisions.node import NodeAction, NodeDecision, readiness, serving_role, settle
 from mysqlsts.decisions.topology import pod_of
 from mysqlsts.model import ServerError, ServerState
@@ -75,6 +78,7 @@ class Agent:
         self.unsettled = True
         self.stopping = False  # fenced for a stop: settle nothing until the server restarts
         self.said: str | None = None  # the last waiting reason logged: each is logged once
+        self.delay: int | None = None  # the group-commit delay set on the server (None: not set since it booted)
 
     def log(self, message: str) -> None:
         log(self.env.pod, message)
@@ -105,7 +109,7 @@ class Agent:
                 booted = server.booted_at()
                 if self.booted is not None and abs(booted - self.booted) > 1:
                     self.log("the server restarted; settling the role again")
-                    self.unsettled, self.stopping = True, False
+                    self.unsettled, self.stopping, self.delay = True, False, None
                 self.booted = booted
                 if self.env.clone_gtid_file.exists():
                     self.apply_clone_gtid(server)
@@ -118,7 +122,10 @@ class Agent:
             self.record(state)
             if self.said and self.said.startswith("server: "):
                 self.said = None
-            return self.verdict(state)
+            verdict = self.verdict(state)
+            if self.env.throttle_behind is not None:
+                self.throttle(state)
+            return verdict
         except ServerError as e:
             reason = f"server: {e.message}"
         except gtid.GtidError as e:
@@ -129,7 +136,7 @@ class Agent:
         return reason
 
     def verdict(self, state: ServerState) -> str | None:
-        reason = readiness(state, self.env.quarantine_file.exists(), self.env.max_lag)
+        reason = readiness(state, self.env.quarantine_file.exists(), self.env.bound, unapplied(state, self.env.flavor))
         write_quick(self.env.ready_file, reason or "")
         write_quick(self.env.role_file, serving_role(state, reason))
         return reason
@@ -164,10 +171,7 @@ class Agent:
             self.unsettled = False
             return None
         own = node_of_state(self.env.pod, server.state(), self.env.flavor)
-        names = self.peers()
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:  # a hung peer costs one timeout
-            peers = list(pool.map(self.peer, names))
-        decision = settle(own, peers, self.fresh_primary)
+        decision = settle(own, self.look_at_peers(), self.fresh_primary)
         if decision.action is NodeAction.FOLLOW:
             self.join(server, decision.primary)
         elif decision.action is NodeAction.QUARANTINE:
@@ -184,6 +188,11 @@ class Agent:
             self.unsettled = False
             self.fresh_primary = False
         return decision
+
+    def look_at_peers(self) -> list[Node]:
+        names = self.peers()
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:  # a hung peer costs one timeout
+            return list(pool.map(self.peer, names))
 
     def peer(self, name: str) -> Node:
         try:
@@ -209,6 +218,30 @@ class Agent:
                             "(error 1236, diverged)")
             return
         self.log(f"replicating from {primary} ({fqdn}) with GTID auto-position")
+
+    def throttle(self, state: ServerState) -> None:
+        """Flow control on the primary: set the group-commit delay decisions/lag.commit_delay gives for
+        its replicas' backlogs. A fenced node never delays: it may be a replica, whose applier would
+        wait too."""
+        limit = self.env.throttle_behind
+        peers = self.look_at_peers() if state.writable else []
+        replicas = [p for p in peers if p.reachable and p.source == self.env.pod]
+        delay = commit_delay([behind(p) for p in replicas], self.delay or 0, limit)
+        if delay == self.delay:
+            return
+        try:
+            with self.own() as server:
+                server.set_commit_delay(delay)
+        except ServerError as e:
+            self.say(f"could not set the group-commit delay to {delay} µs: {e.message}")
+            return
+        backlogs = ", ".join(f"{p.name} {behind(p)}" for p in replicas) or "no replica"
+        if delay and not self.delay:
+            self.log(f"throttling commits: every replica has more than {limit} transactions received but not "
+                     f"applied ({backlogs}); each group commit waits {delay / 1000:g} ms, doubling while it lasts")
+        elif not delay and self.delay:
+            self.log(f"commit throttle lifted (transactions received but not applied: {backlogs})")
+        self.delay = delay
 
     def quarantine(self, reason: str) -> None:
         write_atomic(self.env.quarantine_file, reason + "\n")

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mysqlsts.chart.secrets import PASSWORD_FILES
+from mysqlsts.decisions.lag import LagBound
 from mysqlsts.errors import BadInput
 from mysqlsts.flavors import FLAVORS, Flavor
 
 REQUIRED = ("POD_NAME", "CLUSTER_NAME", "HEADLESS_SERVICE", "POD_NAMESPACE", "CLUSTER_DOMAIN", "FLAVOR",
             "MYSQL_PORT", "MAX_LAG_SECONDS", "SEMI_SYNC", "PV_DIR", "RUN_DIR", "SECRETS_DIR")
+
+
+def optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    """A setting a pod rendered by an earlier chart does not have, or has empty (off): None."""
+    return int(environ[name]) if environ.get(name) else None
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,8 @@ class PodEnv:
     domain: str
     flavor: Flavor
     port: int
-    max_lag: int
+    bound: LagBound  # how far behind a replica may be and still be ready
+    throttle_behind: int | None  # the primary's flow control (failover.throttleBehindTransactions); None: off
     semi_sync: bool
     pv_dir: Path
     run_dir: Path
@@ -44,7 +51,9 @@ class PodEnv:
         return cls(pod=environ["POD_NAME"], cluster=environ["CLUSTER_NAME"], headless=environ["HEADLESS_SERVICE"],
                    namespace=environ["POD_NAMESPACE"], domain=environ["CLUSTER_DOMAIN"],
                    flavor=FLAVORS[environ["FLAVOR"]], port=int(environ["MYSQL_PORT"]),
-                   max_lag=int(environ["MAX_LAG_SECONDS"]), semi_sync=environ["SEMI_SYNC"] == "true",
+                   bound=LagBound(int(environ["MAX_LAG_SECONDS"]), optional_int(environ, "MAX_BEHIND_TRANSACTIONS")),
+                   throttle_behind=optional_int(environ, "THROTTLE_BEHIND_TRANSACTIONS"),
+                   semi_sync=environ["SEMI_SYNC"] == "true",
                    pv_dir=Path(environ["PV_DIR"]), run_dir=Path(environ["RUN_DIR"]),
                    secrets_dir=Path(environ["SECRETS_DIR"]))
 

@@ -106,6 +106,8 @@ def script_env(values: Values) -> list[Obj]:
         "CLONE_PORT": str(values["mysql"]["clonePort"]),
         "CLONE_THROTTLE": str(values["mysql"]["cloneThrottle"]),
         "MAX_LAG_SECONDS": str(values["health"]["maxLagSeconds"]),
+        "MAX_BEHIND_TRANSACTIONS": str(values["health"]["maxBehindTransactions"]),
+        "THROTTLE_BEHIND_TRANSACTIONS": str(values["failover"]["throttleBehindTransactions"] or ""),
         "SEMI_SYNC": "true" if semi_sync_on(values) else "false",
         **POD_PATHS,
     }

@@ -99,6 +99,10 @@ def _coerce(raw: str, node: dict[str, Any]) -> Any:
     """Turn a `--set` string into the type the schema expects; leave it a string when it does not parse,
     so the schema check reports it with its path."""
     kind = node.get("type")
+    if isinstance(kind, list):  # a nullable setting: "null" turns it off
+        if raw == "null" and "null" in kind:
+            return None
+        kind = next((k for k in kind if k != "null"), None)
     if kind == "integer":
         try:
             return int(raw)
@@ -163,7 +167,10 @@ def _set_path(values: Values, path: list[str], value: Any) -> None:
 def _describe(schema: dict[str, Any]) -> str:
     if "x-message" in schema:
         return schema["x-message"]
-    kind = schema.get("type")
+    kinds = schema.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    off = " or null (off)" if "null" in kinds else ""
+    kind = next((k for k in kinds if k != "null"), None)
     if "enum" in schema:
         return "must be one of " + ", ".join(str(v) for v in schema["enum"])
     noun = {"integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -172,12 +179,12 @@ def _describe(schema: dict[str, Any]) -> str:
     op = ">=" if "minimum" in schema else ">"
     high = schema.get("maximum")
     if low is not None and high is not None and op == ">=":
-        return f"must be {noun} from {low} to {high}"
+        return f"must be {noun} from {low} to {high}{off}"
     if low is not None:
-        return f"must be {noun} {op} {low}"
+        return f"must be {noun} {op} {low}{off}"
     if high is not None:
-        return f"must be {noun} <= {high}"
-    return f"must be {noun}"
+        return f"must be {noun} <= {high}{off}"
+    return f"must be {noun}{off}"
 
 
 def _path_str(path) -> str:
@@ -270,8 +277,16 @@ def upgrade(recorded: Values) -> Values:
     """Values an earlier mysqlsts recorded for a cluster, in today's shape (a copy).
     0.1: pod.resources.sidecar, for the container that settled the role and served clones; since,
     the pod agent (`agent`, defaults) and the clone listener (`clone`, which runs the backup tool and
-    keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0)."""
+    keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0). Keys
+    added since take today's defaults, as a chart upgrade does (mysql.applierThreads,
+    health.maxBehindTransactions, failover.throttleBehindTransactions); they reach the pods when the
+    cluster is next rendered."""
     values = copy.deepcopy(recorded)
+    today = defaults()
+    for section, key in (("mysql", "applierThreads"), ("health", "maxBehindTransactions"),
+                         ("failover", "throttleBehindTransactions")):
+        if isinstance(values.get(section), dict):
+            values[section].setdefault(key, today[section][key])
     resources = values.get("pod", {}).get("resources", {})
     if "sidecar" in resources:
         sidecar = resources.pop("sidecar")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mysqlsts.decisions.failover import Node, unknown_to
+from mysqlsts.decisions.lag import LagBound
 from mysqlsts.model import ServerState
 
 
@@ -80,11 +81,12 @@ def serving_role(state: ServerState | None, not_ready: str | None) -> str:
     return "primary" if state.writable else "replica"
 
 
-def readiness(state: ServerState, quarantined: bool, max_lag: int) -> str | None:
+def readiness(state: ServerState, quarantined: bool, bound: LagBound, pending: int | None) -> str | None:
     """Why the pod cannot serve its role, or None when it can: the primary is writable, a replica
-    replicates with both threads running and lag within max_lag. The same conditions as a replica's
-    verify check (decisions/topology.replica_check) that a pod can judge about itself: which node is
-    the primary and semi-sync are the verifier's to judge."""
+    replicates with both threads running, within the bound in seconds and in transactions received
+    but not applied (`pending`). The same conditions as a replica's verify check
+    (decisions/topology.replica_check) that a pod can judge about itself: which node is the primary
+    and semi-sync are the verifier's to judge."""
     if quarantined:
         return "quarantined: errant transactions"
     if state.writable:
@@ -93,6 +95,4 @@ def readiness(state: ServerState, quarantined: bool, max_lag: int) -> str | None
         return "read-only and not replicating"
     if state.io_running != "Yes" or state.sql_running != "Yes":
         return f"replication threads: io={state.io_running or '-'} sql={state.sql_running or '-'}"
-    if state.lag is None or state.lag > max_lag:
-        return f"lag {state.lag if state.lag is not None else '-'}s exceeds {max_lag}s"
-    return None
+    return bound.exceeded(state.lag, pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mysqlsts.decisions.lag import LagBound
 from mysqlsts.model import ServerState
 
 
@@ -70,7 +71,7 @@ def pod_of(host: str | None) -> str | None:
 
 
 def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str, primary_name_reaches: str | None,
-                  max_lag: int, semi_sync: bool) -> list[Check]:
+                  bound: LagBound, semi_sync: bool) -> list[Check]:
     """primary_name_reaches: the pod a connection through the primary name lands on (it says who it
     is), so the check holds for a DNS record (local) and a Service in front of the pod (Kubernetes)."""
     checks: list[Check] = []
@@ -98,11 +99,11 @@ def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str,
     for v in views:
         if v.name == primary:
             continue
-        checks.append(replica_check(v, primary, views, max_lag, semi_sync))
+        checks.append(replica_check(v, primary, views, bound, semi_sync))
     return checks
 
 
-def replica_check(v: PodView, primary: str | None, views: list[PodView], max_lag: int, semi_sync: bool) -> Check:
+def replica_check(v: PodView, primary: str | None, views: list[PodView], bound: LagBound, semi_sync: bool) -> Check:
     name = f"replica {v.name} replicates from the primary"
     if v.quarantined:
         return Check(name, False, "quarantined (errant transactions): re-clone it")
@@ -121,8 +122,9 @@ def replica_check(v: PodView, primary: str | None, views: list[PodView], max_lag
         problems.append(f"threads io={s.io_running} sql={s.sql_running}")
     if s.last_error:
         problems.append(f"error: {s.last_error}")
-    if s.lag is None or s.lag > max_lag:
-        problems.append(f"lag {s.lag if s.lag is not None else 'unknown'}s > {max_lag}s")
+    behind = bound.exceeded(s.lag, v.behind)
+    if behind:
+        problems.append(behind)
     if semi_sync and not s.semi_sync_replica_on:
         problems.append("semi-sync replica side OFF")
     pending = f", {v.behind} received not applied" if v.behind is not None else ""

@@ -100,6 +100,19 @@ def apply_clone_gtid(conn, flavor: Flavor, gtids: str) -> None:
             cur.execute(sql, (gtids,) if "%s" in sql else None)
 
 
+def set_commit_delay(conn, flavor: Flavor, usec: int) -> None:
+    """Make every binary-log group commit wait `usec` microseconds (0: not at all): the primary's
+    throttle. MySQL has the delay itself (binlog_group_commit_sync_delay); MariaDB waits up to
+    binlog_commit_wait_usec for a count of commits no group reaches, so every group waits that long."""
+    if flavor.name == "mysql":
+        execute(conn, "SET GLOBAL binlog_group_commit_sync_delay = %s", args=(usec,))
+    elif usec:
+        execute(conn, "SET GLOBAL binlog_commit_wait_usec = %s", args=(usec,))
+        execute(conn, "SET GLOBAL binlog_commit_wait_count = 1000000")
+    else:
+        execute(conn, "SET GLOBAL binlog_commit_wait_count = 0")
+
+
 def booted_at(conn) -> float:
     """When the running server started (epoch seconds): a new value means it restarted, however long
     nobody looked (uptimes compared across a quick restart miss it). SHOW GLOBAL STATUS, as both flavors

@@ -36,6 +36,7 @@ class Server(Protocol):
     def become_source(self, semi_sync: bool) -> None: ...  # stops replicating; still fenced
     def apply_clone_gtid(self, gtids: str) -> None: ...  # a fresh clone's GTIDs, once
     def booted_at(self) -> float: ...  # when the server started (epoch seconds)
+    def set_commit_delay(self, usec: int) -> None: ...  # every group commit waits this long (0: none)
 
 
 class Servers(Protocol):
@@ -91,6 +92,9 @@ class SqlServer:
 
     def booted_at(self) -> float:
         return actions.booted_at(self.conn)
+
+    def set_commit_delay(self, usec: int) -> None:
+        actions.set_commit_delay(self.conn, self.flavor, usec)
 
 
 class SqlServers:

@@ -16,7 +16,7 @@ import pymysql
 
 from mysqlsts import flavors
 from mysqlsts.chart.render import semi_sync_on
-from mysqlsts.decisions.lag import unapplied
+from mysqlsts.decisions.lag import LagBound, unapplied
 from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, verify_checks
 from mysqlsts.errors import OperationFailed
 from mysqlsts.model import ServerError
@@ -139,7 +139,9 @@ class Cluster:
         views = self.observe_settled_dns()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
                                self.reached_through(self.platform.primary_fqdn(), observed_primary(views)),
-                               self.values["health"]["maxLagSeconds"], semi_sync_on(self.values))
+                               LagBound(self.values["health"]["maxLagSeconds"],
+                                        self.values["health"]["maxBehindTransactions"]),
+                               semi_sync_on(self.values))
         if observed_primary(views) is not None and all(c.ok for c in checks):
             checks.extend(self.canary(views))
         elif observed_primary(views) is not None:
