@@ -230,6 +230,20 @@ def test_no_failover_is_ever_decided_while_a_node_with_data_other_than_the_prima
         assert all(n.reachable or not n.owns_data or n.quarantined or n.name == primary for n in nodes)
 
 
+def test_a_switchover_picks_the_replica_with_least_left_to_apply_even_if_another_received_more():
+    """Under load one replica acknowledged the newest commits but rejoined a moment ago and is thousands
+    behind; the primary answers, so whoever takes over receives the rest from it first: only the
+    applying is outage. A failover (the primary gone) must still take the one holding the most."""
+    nodes = [node("mysql-0", "0-100-42010", writable=True),
+             node("mysql-1", "0-100-31000", retrieved="0-100-42010", origin="101", source="mysql-0", io_running=True),
+             node("mysql-2", "0-100-42000", retrieved="0-100-42000", origin="102", source="mysql-0", io_running=True)]
+    result = switchover_candidate(nodes, "mysql-0")
+    assert result.candidate == "mysql-2" and result.reason == "mysql-2 has the least left to apply"
+    assert result.lost == {}
+    lost_primary = [node("mysql-0", None, reachable=False), *nodes[1:]]
+    assert elect(lost_primary).candidate == "mysql-1"
+
+
 def test_switchover_picks_a_caught_up_replica_of_the_primary():
     nodes = [node("mysql-0", "0-100-9", writable=True),
              node("mysql-1", "0-100-8", source="mysql-0", io_running=True),

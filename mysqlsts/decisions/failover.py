@@ -150,10 +150,12 @@ def primary_lost(nodes: list[Node], primary: str | None) -> Verdict:
 
 
 def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
-          avoid: str | None = None) -> Election:
+          avoid: str | None = None, planned: bool = False) -> Election:
     """The node to promote: the one holding everything any node has (so no acknowledged
     write is lost), never an errant or quarantined node, never one lagging beyond max_lag.
-    `to` forces the choice (it is still checked); `avoid` loses ties; lost GTIDs are reported, never hidden."""
+    `to` forces the choice (it is still checked); `avoid` loses ties; lost GTIDs are reported, never hidden.
+    `planned`: the primary answers, fenced, and the candidate receives everything from it before it
+    takes writes, so nothing can be lost and only what each node still has to apply counts."""
     excluded: dict[str, str] = {}
     errant_nodes: set[str] = set()
     eligible = []
@@ -186,9 +188,13 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
         # Most transactions first; among equals not `avoid` (a lost primary back from a crash), then
         # the one that has applied the most (it takes writes soonest: what it still has to apply is
         # outage), then the current source of the others (no repointing), then the lowest ordinal.
+        # Planned, only the applying counts.
         sources = {n.source for n in nodes if n.source}
-        chosen = max(eligible, key=lambda n: (n.known.count(), n.name != avoid, n.executed.count(),
-                                              n.name in sources, -_ordinal(n.name)))
+        chosen = max(eligible, key=lambda n: ((0, True) if planned else (n.known.count(), n.name != avoid))
+                     + (n.executed.count(), n.name in sources, -_ordinal(n.name)))
+    if planned:
+        return Election(chosen.name, f"{chosen.name} " + ("was named" if to else "has the least left to apply"),
+                        excluded=excluded, errant=frozenset(errant_nodes))
     lost = {}
     for n in nodes:
         if n.name == chosen.name or n.known is None:
@@ -204,7 +210,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
 
 
 def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None) -> Election:
-    """Planned: the most caught-up healthy replica (or `to`) of a healthy primary."""
+    """Planned: the healthy replica (or `to`) of a healthy primary with the least left to apply."""
     replicas = [n for n in nodes if n.name != primary]
     broken = {n.name: "not replicating from the primary" for n in replicas
               if n.reachable and not n.quarantined and (n.source != primary or not n.io_running)}
@@ -213,7 +219,7 @@ def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None)
     if to in broken:
         return Election(None, f"{to} cannot take over: {broken[to]}", excluded=broken)
     candidates = [n for n in replicas if n.name not in broken]
-    result = elect(candidates, to=to)
+    result = elect(candidates, to=to, planned=True)
     return Election(result.candidate, result.reason, excluded={**broken, **result.excluded}, errant=result.errant)
 
 
