@@ -117,6 +117,7 @@ class Roles:
                                      f"{self.settings['applyTimeoutSeconds']}s")
         unreached = self.promote(new, views, excluded=errant_only(election), fallback=old)
         window = self.first_write(started)
+        self.quarantine_diverged()
         progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
         return {"operation": "switchover", "from": primary, "to": new.name, "killed_connections": len(killed),
                 "write_unavailable_seconds": round(window, 3), "not_repointed": unreached}
@@ -191,6 +192,7 @@ class Roles:
                     **{n: f"holds {lost} that {new.name} lacks (--force)" for n, lost in election.lost.items()}}
         report["not_repointed"] = self.promote(new, views, excluded=excluded)
         report["seconds"] = round(self.first_write(started), 3)
+        self.quarantine_diverged()
         progress(f"{new.name} is the primary ({election.reason}); writes again after {report['seconds']:.2f}s")
         return report
 
@@ -251,7 +253,6 @@ class Roles:
             server.unfence()
         self.step(f"publishing {new.name} as the primary")
         self.cluster.platform.set_primary(new.name)
-        self.quarantine_diverged()
         return unreached
 
     def stop_receiving(self, view: PodView) -> None:
@@ -265,8 +266,10 @@ class Roles:
             server.replicate_from(source.fqdn, semi_sync_on(self.cluster.values))
 
     def quarantine_diverged(self, wait: float = 3.0) -> list[str]:
-        """After a promotion: replicas whose new source refuses their GTID position (error 1236) hold
-        errant transactions the positions could not show (MariaDB): stop them and quarantine them."""
+        """After a promotion, once the new primary took a write (this waits up to `wait` for replicas still
+        connecting, which writes need not wait for): replicas whose new source refuses their GTID position
+        (error 1236) hold errant transactions the positions could not show (MariaDB): stop them and
+        quarantine them."""
         deadline = time.monotonic() + wait
         while True:
             views, nodes = self.look()
