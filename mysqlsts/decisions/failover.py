@@ -185,13 +185,17 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
     elif not eligible:
         return Election(None, "no node may be promoted", excluded=excluded, errant=frozenset(errant_nodes))
     else:
-        # Most transactions first; among equals not `avoid` (a lost primary back from a crash), then
-        # the one that has applied the most (it takes writes soonest: what it still has to apply is
-        # outage), then the current source of the others (no repointing), then the lowest ordinal.
-        # Planned, only the applying counts.
         sources = {n.source for n in nodes if n.source}
-        chosen = max(eligible, key=lambda n: ((0, True) if planned else (n.known.count(), n.name != avoid))
-                     + (n.executed.count(), n.name in sources, -_ordinal(n.name)))
+
+        def rank(n: Node) -> tuple:
+            # Most transactions first (unless planned); among equals not `avoid` (a lost primary back
+            # from a crash), then the one that has applied the most (it takes writes soonest: what it
+            # still has to apply is outage), then the current source of the others (no repointing),
+            # then the lowest ordinal.
+            held = () if planned else (n.known.count(), n.name != avoid)
+            return (*held, n.executed.count(), n.name in sources, -_ordinal(n.name))
+
+        chosen = max(eligible, key=rank)
     if planned:
         return Election(chosen.name, f"{chosen.name} " + ("was named" if to else "has the least left to apply"),
                         excluded=excluded, errant=frozenset(errant_nodes))
