@@ -13,7 +13,7 @@ one). Then, under that load:
 
     sudo .venv/bin/python bench/load.py --connections 8 --kills 10 --switchovers 5 [--set KEY=VALUE ...]
 
---set passes chart values to the bootstrap (e.g. mysql.applierThreads=0 for a serial applier), so
+--set passes chart values to the bootstrap (e.g. mysql.applierThreads=1 for a serial applier), so
 settings are compared by running the benchmark once per setting. Loopback addresses only; the
 cluster is destroyed at the end.
 """
@@ -31,7 +31,9 @@ import time
 import pymysql
 from benchlib import Writer, bench_cluster, fate, fmt, healthy, lost_writes, primary, server_pid, switchovers, tails_cut
 
-from mysqlsts.decisions import gtid
+from mysqlsts.decisions.lag import unapplied
+from mysqlsts.flavors import MARIADB
+from mysqlsts.mysql.observe import observe
 
 PODS = ("mysql-0", "mysql-1", "mysql-2")
 
@@ -53,28 +55,19 @@ class LagSampler(threading.Thread):
                     self.samples.append((time.monotonic(), pod, *with_lag))
 
     def look(self, pod: str) -> tuple[int | None, int] | None:
+        """(seconds behind, transactions received but not applied) as status reads them; None for the
+        primary, a pod that does not answer, or unreadable GTIDs."""
         try:
             with pymysql.connect(host=f"{pod}.mysql.default.svc.cluster.local", user="root", password=self.password,
-                                 connect_timeout=0.5, read_timeout=1) as conn, conn.cursor() as cur:
-                cur.execute("SHOW SLAVE STATUS")
-                row = cur.fetchone()
-                if row is None:
-                    return None  # the primary
-                status = dict(zip([d[0] for d in cur.description], row, strict=True))
-                cur.execute("SELECT @@GLOBAL.gtid_slave_pos")
-                applied = cur.fetchone()[0]
+                                 connect_timeout=0.5, read_timeout=1) as conn:
+                state = observe(conn, MARIADB)
         except pymysql.MySQLError:
             return None
-        return status["Seconds_Behind_Master"], pending(status["Gtid_IO_Pos"], applied)
+        pending = unapplied(state, MARIADB)
+        return None if pending is None else (state.lag, pending)
 
     def between(self, since: float, until: float) -> list[tuple[float, str, int | None, int]]:
         return [s for s in self.samples if since <= s[0] <= until]
-
-
-def pending(received: str, applied: str) -> int:
-    """Transactions behind: received but not applied (the project's own GTID arithmetic)."""
-    done = gtid.parse("mariadb", applied)
-    return max(0, gtid.parse("mariadb", received).union(done).count() - done.count())
 
 
 def series(writers: list[Writer], sampler: LagSampler, began: float, until: float, every: float) -> list[str]:
