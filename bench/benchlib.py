@@ -3,6 +3,7 @@ record every acknowledgement, and what became of a killed primary. Loopback addr
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import itertools
@@ -15,13 +16,41 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pymysql
 
+from mysqlsts import flavors
 from mysqlsts.decisions.drill import Ack, rto
+from mysqlsts.mysql.observe import client_tls
 from mysqlsts.platform.local.runtime import LocalPlatform
+
+FLAVORS = ("mysql", "mariadb")
+
+
+def flavor_list(text: str) -> list[str]:
+    """--flavor's value: one flavor or several, comma separated (each benchmarked in turn, in one run)."""
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FLAVORS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"must be mysql, mariadb or both comma separated, got {text!r}")
+    return chosen
+
+
+def add_flavor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flavor", type=flavor_list, default=["mysql"],
+                        help="mysql, mariadb, or both comma separated, benchmarked in turn (default mysql)")
+
+
+def each_flavor(args: argparse.Namespace, run: Callable[[str, argparse.Namespace], list[str]]) -> None:
+    """Runs the benchmark for every flavor asked for, then prints each one's result lines under its name:
+    the flavors side by side, measured in one run on one machine."""
+    results = [run(flavor, args) for flavor in args.flavor]
+    for flavor, lines in zip(args.flavor, results, strict=True):
+        print(f"== {flavor}")
+        for line in lines:
+            print(line)
 
 
 def cli(state: Path, *args: str) -> str:
@@ -46,7 +75,9 @@ class Writer(threading.Thread):
         while not self.stop.is_set():
             try:
                 if conn is None:
+                    # TLS as a pooled client has it: a context built once, not one per connection.
                     conn = pymysql.connect(host="mysql-primary", user="root", password=self.password, autocommit=True,
+                                           ssl=client_tls(),
                                            connect_timeout=1, read_timeout=5, write_timeout=5)
                     with conn.cursor() as cur:
                         cur.execute("SELECT @@GLOBAL.report_host")
@@ -111,6 +142,7 @@ class Fate:
 def fate(platform: LocalPlatform, password: str, pod: str, killed_at: float, data_inode: int, cuts: int,
          timeout: float = 180) -> Fate:
     """Waits for the killed primary to replicate again, from whichever node is the primary then."""
+    flavor = flavors.get(platform.values()["flavor"])
     data = platform.layout.pod(pod).pv / "data"
     quarantined = False
     deadline = time.monotonic() + timeout
@@ -119,11 +151,12 @@ def fate(platform: LocalPlatform, password: str, pod: str, killed_at: float, dat
         try:
             with pymysql.connect(host=f"{pod}.mysql.default.svc.cluster.local", user="root", password=password,
                                  connect_timeout=1, read_timeout=2) as conn, conn.cursor() as cur:
-                cur.execute("SHOW SLAVE STATUS")
+                cur.execute(flavor.replica_status_sql)
                 row = cur.fetchone()
                 names = [d[0] for d in cur.description or ()]
             status = dict(zip(names, row, strict=True)) if row else {}
-            if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
+            if status.get(flavor.column("Replica_IO_Running")) == "Yes" and \
+                    status.get(flavor.column("Replica_SQL_Running")) == "Yes":
                 same = data.stat().st_ino == data_inode
                 return Fate(rejoined=same and not quarantined, seconds=time.monotonic() - killed_at,
                             tail_cut=tails_cut(platform, pod) > cuts)
@@ -174,16 +207,17 @@ class Bench:
     state: Path
     platform: LocalPlatform
     password: str
+    flavor: str
 
 
 @contextlib.contextmanager
-def bench_cluster(name: str, *sets: str, tables: list[str]) -> Iterator[Bench]:
-    """A 3-pod MariaDB cluster with the controller (no block period, autoReclone on) and the `bench`
+def bench_cluster(name: str, *sets: str, tables: list[str], flavor: str) -> Iterator[Bench]:
+    """A 3-pod cluster of the flavor with the controller (no block period, autoReclone on) and the `bench`
     tables, destroyed at the end unless MYSQLSTS_BENCH_KEEP=1."""
-    state = Path(tempfile.mkdtemp(prefix=f"mysqlsts-bench-{name}-"))
+    state = Path(tempfile.mkdtemp(prefix=f"mysqlsts-bench-{name}-{flavor}-"))
     platform = LocalPlatform(state, "mysql")
     try:
-        cli(state, "bootstrap", "--target", "local", "--set", "flavor=mariadb", "--controller",
+        cli(state, "bootstrap", "--target", "local", "--set", f"flavor={flavor}", "--controller",
             "--set", "controller.blockPeriodSeconds=0", "--set", "controller.autoReclone=true",
             *(a for s in sets for a in ("--set", s)))
         platform.enter_network()
@@ -192,7 +226,7 @@ def bench_cluster(name: str, *sets: str, tables: list[str]) -> Iterator[Bench]:
             conn.cursor().execute("CREATE DATABASE bench")
             for table in tables:
                 conn.cursor().execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY)")
-        yield Bench(state, platform, password)
+        yield Bench(state, platform, password, flavor)
     finally:
         if os.environ.get("MYSQLSTS_BENCH_KEEP") == "1":
             print(f"kept the cluster for a look: MYSQLSTS_HOME={state} mysqlsts status; destroy it afterwards")

@@ -17,7 +17,9 @@
    as fast as it can (with MariaDB's serial applier, 4 more left the replicas a minute
    behind: issue 15).
 
-    sudo .venv/bin/python bench/failover.py --kills 30 --hangs 10 --stalls 5 --switchovers 10
+--flavor mysql,mariadb benchmarks each flavor in turn, in one run, with the same settings.
+
+    sudo .venv/bin/python bench/failover.py --flavor mysql,mariadb --kills 20 --hangs 10 --stalls 5 --switchovers 10
 
 Only loopback addresses are used; the cluster is destroyed at the end.
 """
@@ -34,7 +36,9 @@ import time
 from benchlib import (
     Fate,
     Writer,
+    add_flavor_option,
     bench_cluster,
+    each_flavor,
     fate,
     fmt,
     healthy,
@@ -62,10 +66,17 @@ def main() -> None:
     parser.add_argument("--stalls", type=int, default=5, help="short SIGSTOPs that must not fail over (default 5)")
     parser.add_argument("--stall", type=float, default=1.0, help="seconds a short stall lasts (default 1)")
     parser.add_argument("--switchovers", type=int, default=10, help="switchovers (default 10)")
-    args = parser.parse_args()
+    add_flavor_option(parser)
+    each_flavor(parser.parse_args(), run)
+
+
+def run(flavor: str, args: argparse.Namespace) -> list[str]:
+    """One flavor's benchmark; returns its result lines (printed once every flavor ran)."""
+    out: list[str] = []
     stopped: list[int] = []
     loads = [f"bench.load{n}" for n in range(args.writers)]
-    with bench_cluster("failover", tables=["bench.ledger", *loads]) as bench, contextlib.ExitStack() as cleanup:
+    with bench_cluster("failover", tables=["bench.ledger", *loads], flavor=flavor) as bench, \
+            contextlib.ExitStack() as cleanup:
         cleanup.callback(resume, stopped)
         state, platform, password = bench.state, bench.platform, bench.password
         writer = Writer(password)
@@ -91,7 +102,7 @@ def main() -> None:
                 if fault == "kill":
                     fates.append(fate(platform, password, old, fault_at, inode, cuts))
                     f = fates[-1]
-                    print(f"kill {len(fates)}: outage {outages[fault][-1]:.2f}s; {old} "
+                    print(f"{flavor} kill {len(fates)}: outage {outages[fault][-1]:.2f}s; {old} "
                           f"{'rejoined' if f.rejoined else 're-cloned'} {f.seconds:.1f}s after the kill"
                           f"{', its tail cut' if f.tail_cut else ''}", file=sys.stderr, flush=True)
         stalls, stall_gaps = 0, []
@@ -114,23 +125,26 @@ def main() -> None:
             w.join()
         healthy(state)
         lost = lost_writes(writers, password)
-        print(f"RTO, kill -9 of the primary (outage the writer saw): {fmt(outages['kill'])} "
-              "(target median <= 0.5 s, max <= 1.5 s)")
-        print(f"RTO, hung primary (SIGSTOP): {fmt(outages['hang'])} (target median <= 2 s)")
-        print(f"{args.stall:g}s stalls of the primary: {stalls} of {args.stalls} failed over (target 0); "
-              f"longest write gap around them: {fmt(stall_gaps)}")
-        print(f"switchover write unavailability, measured by mysqlsts: {fmt(switch_tool)} (target median <= 1 s)")
-        print(f"switchover, longest gap between the writer's acknowledged writes: {fmt(switch_gap)}")
+        out.append(f"RTO, kill -9 of the primary (outage the writer saw): {fmt(outages['kill'])} "
+                   "(target median <= 0.5 s, max <= 1.5 s)")
+        out.append(f"RTO, hung primary (SIGSTOP): {fmt(outages['hang'])} (target median <= 2 s)")
+        out.append(f"{args.stall:g}s stalls of the primary: {stalls} of {args.stalls} failed over (target 0); "
+                   f"longest write gap around them: {fmt(stall_gaps)}")
+        out.append(f"switchover write unavailability, measured by mysqlsts: {fmt(switch_tool)} (target median <= 1 s)")
+        out.append(f"switchover, longest gap between the writer's acknowledged writes: {fmt(switch_gap)}")
         rejoined = [f.seconds for f in fates if f.rejoined]
         recloned = [f.seconds for f in fates if not f.rejoined]
-        print(f"old primaries after a kill: {len(rejoined)} of {len(fates)} rejoined with their own data, "
-              f"{len(recloned)} quarantined and re-cloned (target: all rejoin); "
-              f"{sum(f.tail_cut for f in fates)} had an unacknowledged tail cut by crash recovery")
-        print(f"  kill to replicating again, rejoined: {fmt(rejoined)}")
-        print(f"  kill to replicating again, re-cloned: {fmt(recloned)}")
+        out.append(f"old primaries after a kill: {len(rejoined)} of {len(fates)} rejoined with their own data, "
+                   f"{len(recloned)} quarantined and re-cloned ("
+                   + ("target: all rejoin" if flavor == "mariadb" else "MySQL cuts no unacknowledged tail: "
+                      "a primary killed with one holds it alone and is re-cloned") + "); "
+                   f"{sum(f.tail_cut for f in fates)} had an unacknowledged tail cut by crash recovery")
+        out.append(f"  kill to replicating again, rejoined: {fmt(rejoined)}")
+        out.append(f"  kill to replicating again, re-cloned: {fmt(recloned)}")
         acked = sum(len(w.acked) for w in writers)
-        print(f"acknowledged writes ({len(writers)} writers): {acked}; lost: {len(lost)} (target 0)"
-              + (f"; lost ids: {lost[:20]}" if lost else ""))
+        out.append(f"acknowledged writes ({len(writers)} writers): {acked}; lost: {len(lost)} (target 0)"
+                   + (f"; lost ids: {lost[:20]}" if lost else ""))
+    return out
 
 
 if __name__ == "__main__":

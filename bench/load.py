@@ -1,4 +1,4 @@
-"""Benchmark failover under sustained write load on the local runtime (MariaDB, 3 pods, the controller).
+"""Benchmark failover under sustained write load on the local runtime (3 pods, the controller).
 
 --connections writers insert small rows with autocommit as fast as they can, beside a ledger writer
 through the primary name, and a sampler reads every replica's apply lag twice a second: seconds
@@ -11,11 +11,12 @@ one). Then, under that load:
 2. --switchovers switchovers: mysqlsts' write-unavailable window and the ledger writer's longest gap;
 3. acknowledged writes lost, over every writer.
 
-    sudo .venv/bin/python bench/load.py --connections 8 --kills 10 --switchovers 5 [--set KEY=VALUE ...]
+    sudo .venv/bin/python bench/load.py --flavor mysql,mariadb --connections 8 --kills 10 --switchovers 5 \
+        [--set KEY=VALUE ...]
 
---set passes chart values to the bootstrap (e.g. mysql.applierThreads=1 for a serial applier), so
-settings are compared by running the benchmark once per setting. Loopback addresses only; the
-cluster is destroyed at the end.
+--flavor mysql,mariadb benchmarks each flavor in turn, in one run. --set passes chart values to the
+bootstrap (e.g. mysql.applierThreads=1 for a serial applier), so settings are compared by running the
+benchmark once per setting. Loopback addresses only; the cluster is destroyed at the end.
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ import threading
 import time
 
 import pymysql
-from benchlib import Writer, bench_cluster, fate, fmt, healthy, lost_writes, primary, server_pid, switchovers, tails_cut
+from benchlib import (
+    Writer,
+    add_flavor_option,
+    bench_cluster,
+    each_flavor,
+    fate,
+    fmt,
+    healthy,
+    lost_writes,
+    primary,
+    server_pid,
+    switchovers,
+    tails_cut,
+)
 
+from mysqlsts import flavors
 from mysqlsts.decisions.lag import unapplied
-from mysqlsts.flavors import MARIADB
+from mysqlsts.flavors import Flavor
 from mysqlsts.mysql.observe import observe
 
 PODS = ("mysql-0", "mysql-1", "mysql-2")
@@ -41,9 +56,9 @@ PODS = ("mysql-0", "mysql-1", "mysql-2")
 class LagSampler(threading.Thread):
     """Every replica's apply lag, twice a second: (time, pod, seconds behind, transactions behind)."""
 
-    def __init__(self, password: str):
+    def __init__(self, password: str, flavor: Flavor):
         super().__init__(daemon=True)
-        self.password = password
+        self.password, self.flavor = password, flavor
         self.samples: list[tuple[float, str, int | None, int]] = []
         self.stop = threading.Event()
 
@@ -60,10 +75,10 @@ class LagSampler(threading.Thread):
         try:
             with pymysql.connect(host=f"{pod}.mysql.default.svc.cluster.local", user="root", password=self.password,
                                  connect_timeout=0.5, read_timeout=1) as conn:
-                state = observe(conn, MARIADB)
+                state = observe(conn, self.flavor)
         except pymysql.MySQLError:
             return None
-        pending = unapplied(state, MARIADB)
+        pending = unapplied(state, self.flavor)
         return None if pending is None else (state.lag, pending)
 
     def between(self, since: float, until: float) -> list[tuple[float, str, int | None, int]]:
@@ -104,13 +119,19 @@ def main() -> None:
     parser.add_argument("--switchovers", type=int, default=5, help="switchovers under load (default 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="chart values")
     parser.add_argument("--every", type=float, default=5.0, help="seconds per row of the lag series (default 5)")
-    args = parser.parse_args()
+    add_flavor_option(parser)
+    each_flavor(parser.parse_args(), run)
+
+
+def run(flavor: str, args: argparse.Namespace) -> list[str]:
+    """One flavor's benchmark; returns its result lines (printed once every flavor ran)."""
+    out: list[str] = []
     loads = [f"bench.load{n}" for n in range(args.connections)]
-    with bench_cluster("load", *args.set, tables=["bench.ledger", *loads]) as bench:
+    with bench_cluster("load", *args.set, tables=["bench.ledger", *loads], flavor=flavor) as bench:
         state, platform, password = bench.state, bench.platform, bench.password
         ledger = Writer(password)
         writers = [ledger, *(Writer(password, table) for table in loads)]
-        sampler = LagSampler(password)
+        sampler = LagSampler(password, flavors.get(flavor))
         for thread in (*writers, sampler):
             thread.start()
         began = time.monotonic()
@@ -139,32 +160,34 @@ def main() -> None:
         healthy(state, timeout=900)  # a serial applier far behind takes minutes to catch up
         lost = lost_writes(writers, password)
 
-        print(f"settings: {', '.join(args.set) or 'chart defaults'}; {args.connections} connections + a ledger writer")
-        print(f"write throughput before the first kill: {rate:.0f} acknowledged writes/s")
+        out.append(f"settings: {', '.join(args.set) or 'chart defaults'}; {args.connections} connections "
+                   "+ a ledger writer")
+        out.append(f"write throughput before the first kill: {rate:.0f} acknowledged writes/s")
         warm_lag = sampler.between(began + 5, warm)
         for pod in PODS:
             mine = [s for s in warm_lag if s[1] == pod]
             if mine:
                 seconds = [s[2] for s in mine if s[2] is not None]
                 behind = [s[3] for s in mine]
-                print(f"  {pod} apply lag under load: seconds behind median {statistics.median(seconds or [0])}, "
-                      f"max {max(seconds or [0])}; transactions behind median {statistics.median(behind):.0f}, "
-                      f"max {max(behind)} ({len(mine)} samples)")
-        print(f"RTO under load, kill -9 of the primary (the ledger writer's outage): {fmt(outages)} "
-              "(target median <= 2 s, max <= 5 s)")
-        print(f"  transactions the candidate had to apply: "
-              f"{', '.join(f'{x:.0f}' for x in applied) or 'none'}")
-        print(f"  seconds it spent applying them: {fmt(applying)}")
+                out.append(f"  {pod} apply lag under load: seconds behind median {statistics.median(seconds or [0])}, "
+                           f"max {max(seconds or [0])}; transactions behind median {statistics.median(behind):.0f}, "
+                           f"max {max(behind)} ({len(mine)} samples)")
+        out.append(f"RTO under load, kill -9 of the primary (the ledger writer's outage): {fmt(outages)} "
+                   "(target median <= 2 s, max <= 5 s)")
+        out.append(f"  transactions the candidate had to apply: "
+                   f"{', '.join(f'{x:.0f}' for x in applied) or 'none'}")
+        out.append(f"  seconds it spent applying them: {fmt(applying)}")
         rejoined = [f.seconds for f in fates if f.rejoined]
-        print(f"  old primaries: {len(rejoined)} of {len(fates)} rejoined with their own data, "
-              f"{len(fates) - len(rejoined)} re-cloned; {sum(f.tail_cut for f in fates)} had a tail cut")
-        print(f"switchover under load, mysqlsts' window: {fmt(switch_tool)} (target median <= 1 s)")
-        print(f"switchover under load, the ledger writer's longest gap: {fmt(switch_gap)}")
+        out.append(f"  old primaries: {len(rejoined)} of {len(fates)} rejoined with their own data, "
+                   f"{len(fates) - len(rejoined)} re-cloned; {sum(f.tail_cut for f in fates)} had a tail cut")
+        out.append(f"switchover under load, mysqlsts' window: {fmt(switch_tool)} (target median <= 1 s)")
+        out.append(f"switchover under load, the ledger writer's longest gap: {fmt(switch_gap)}")
         acked = sum(len(w.acked) for w in writers)
-        print(f"acknowledged writes: {acked}; lost: {len(lost)} (target 0)" + (f"; e.g. {lost[:10]}" if lost else ""))
-        print(f"over time, every {args.every:g} s from the start of the load (kills from {warm - began:.0f} s):")
-        for row in series(writers, sampler, began, ended, args.every):
-            print("  " + row)
+        out.append(f"acknowledged writes: {acked}; lost: {len(lost)} (target 0)"
+                   + (f"; e.g. {lost[:10]}" if lost else ""))
+        out.append(f"over time, every {args.every:g} s from the start of the load (kills from {warm - began:.0f} s):")
+        out += ["  " + row for row in series(writers, sampler, began, ended, args.every)]
+    return out
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
 import pymysql
 
-from mysqlsts import __version__
+from mysqlsts import __version__, interrupts
 from mysqlsts.errors import BadInput, MysqlstsError
 from mysqlsts.model import ServerError
 
@@ -179,17 +178,11 @@ def _holder(args: argparse.Namespace) -> list[str]:
     return []
 
 
-def interrupt(signum, frame) -> None:
-    """SIGTERM (kill, a Job's deadline, a pod's eviction) ends a command like Ctrl-C: its cleanup runs,
-    so a lock it holds is released and a drill's fault is undone."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+        interrupts.install()
     try:
         problems = _positive(args) + _holder(args)
         if problems:

@@ -1,6 +1,6 @@
 """The two server flavors: which binaries, packages and SQL each one speaks.
 
-Everything that differs between MySQL 8.4 and MariaDB 10.11+ is named here once,
+Everything that differs between MySQL (9.7, and 8.4) and MariaDB 10.11+ is named here once,
 so the orchestrator and the runtime stay flavor-agnostic.
 """
 
@@ -23,6 +23,9 @@ class Flavor:
     semi_sync_source_var: str
     semi_sync_replica_var: str
     semi_sync_source_status: str  # status variable: is the source waiting for acks
+    # ON: with no replica connected, a commit waits for one (no silent fall-back to async); OFF: it commits
+    # unacknowledged, and the source turns semi-sync on by itself once enough replicas connect.
+    semi_sync_wait_alone_var: str
     super_read_only_var: str | None  # None: read_only is the fence (no bypass account)
     # MySQL makes itself a TLS certificate and its caching_sha2_password wants TLS over TCP.
     # The MariaDB servers have no TLS configured, and probing for it costs ~30 ms a connection.
@@ -33,7 +36,8 @@ class Flavor:
     start_replica_sql: str
     stop_receiving_sql: str  # the IO thread only
     reset_replica_sql: str  # forget the source altogether
-    # Statements that prepare a stopped replica for the change of source (MariaDB: replicate from what it holds).
+    # Statements that prepare a stopped replica for the change of source, %s what it holds (MariaDB: replicate
+    # from there, not from a gtid_slave_pos that may lag it).
     before_change_source_sql: tuple[str, ...]
     # Waits until the given GTIDs are applied: (gtids, timeout) -> 0 when they are.
     wait_gtids_sql: str
@@ -65,10 +69,10 @@ MYSQL = Flavor(
     backup="xtrabackup",
     stream="xbstream",
     install_hint={
-        "mysqld": "install MySQL 8.4 server (Oracle's mysql-server 8.4 packages)",
-        "mysql": "install the MySQL 8.4 client (mysql-client)",
-        "xtrabackup": "install percona-xtrabackup-84 (Percona's repository)",
-        "xbstream": "install percona-xtrabackup-84 (Percona's repository)",
+        "mysqld": "scripts/install-deps.sh builds the image mysql:9.7.4 (Debian sid's MySQL 9.7) into it",
+        "mysql": "scripts/install-deps.sh builds the image mysql:9.7.4 (Debian sid's MySQL 9.7) into it",
+        "xtrabackup": "install percona-xtrabackup-84 (Percona's repository), with MySQL 8.4",
+        "xbstream": "install percona-xtrabackup-84 (Percona's repository), with MySQL 8.4",
     },
     extra_binaries=(),
     replica_status_sql="SHOW REPLICA STATUS",
@@ -76,6 +80,7 @@ MYSQL = Flavor(
     semi_sync_source_var="rpl_semi_sync_source_enabled",
     semi_sync_replica_var="rpl_semi_sync_replica_enabled",
     semi_sync_source_status="Rpl_semi_sync_source_status",
+    semi_sync_wait_alone_var="rpl_semi_sync_source_wait_no_replica",
     super_read_only_var="super_read_only",
     client_tls=True,
     origin_sql="@@GLOBAL.server_uuid",
@@ -106,10 +111,17 @@ MARIADB = Flavor(
         "mbstream": "apt-get install mariadb-backup",
     },
     replica_status_sql="SHOW SLAVE STATUS",
-    gtid_executed_sql="SELECT @@GLOBAL.gtid_current_pos",
+    # What the server holds: its binary log's position beside its replication position, the further per
+    # domain (gtid_current_pos takes the binlog's only for the server's own transactions). A replica's
+    # gtid_slave_pos may lag its binlog: a DDL records the position in a transaction of its own, after it
+    # is binlogged, so a crash between the two leaves the position behind what the server holds (seen
+    # here: a replica restarted at 0-100-46 with 0-100-47 in its binlog, then refused 0-100-47 again).
+    gtid_executed_sql="SELECT CONCAT_WS(',', NULLIF(@@GLOBAL.gtid_binlog_pos, ''), "
+                      "NULLIF(@@GLOBAL.gtid_slave_pos, ''))",
     semi_sync_source_var="rpl_semi_sync_master_enabled",
     semi_sync_replica_var="rpl_semi_sync_slave_enabled",
     semi_sync_source_status="Rpl_semi_sync_master_status",
+    semi_sync_wait_alone_var="rpl_semi_sync_master_wait_no_slave",
     super_read_only_var=None,
     client_tls=False,
     origin_sql="@@GLOBAL.server_id",
@@ -118,7 +130,7 @@ MARIADB = Flavor(
     start_replica_sql="START SLAVE",
     stop_receiving_sql="STOP SLAVE IO_THREAD",
     reset_replica_sql="RESET SLAVE ALL",
-    before_change_source_sql=("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos",),
+    before_change_source_sql=("SET GLOBAL gtid_slave_pos = %s",),
     wait_gtids_sql="SELECT MASTER_GTID_WAIT(%s, %s)",
     wait_sees_own_transactions=False,
     replica_columns={

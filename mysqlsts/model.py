@@ -26,6 +26,9 @@ class ServerState:
     retrieved: str = ""  # transactions received into the relay log (applied or not)
     origin: str = ""  # server_uuid (MySQL) / server_id (MariaDB): the name of its own transactions
     io_errno: int = 0  # 1236: the source refuses this node's GTID position (diverged history)
+    # A semi-sync source holds a commit when no replica is connected (False: the first primary of a new
+    # cluster, until its first replicas join)
+    semi_sync_waits_alone: bool = True
 
     @property
     def writable(self) -> bool:

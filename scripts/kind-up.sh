@@ -4,10 +4,10 @@
 #
 # Two paths (KIND_IMAGES, see scripts/kind/lib.sh):
 #   stock: kind's node image and the stock database images, pulled by Docker.
-#   built: no registry needed; kind, the node image and the MariaDB image are
-#          built from the Go module proxy and Debian (scripts/kind/build-images.sh,
-#          cached), the cluster's Docker network forwards nothing off the
-#          machine, and neither does CoreDNS.
+#   built: no registry needed; kind, the node image and the MariaDB and MySQL
+#          images are built from the Go module proxy and Debian
+#          (scripts/kind/build-images.sh, cached), the cluster's Docker network
+#          forwards nothing off the machine, and neither does CoreDNS.
 # Either way the mysqlsts image is built from the Dockerfile and every image is
 # preloaded into the node: the suite's pods never pull.
 #
@@ -25,8 +25,9 @@ node_image=
 if [[ $mode == built ]]; then
   node_image=$(scripts/kind/build-images.sh | tail -n 1)
   base_image=$(cat "$KIND_CACHE/apps-image")
-  server_images=("$MARIADB_BUILT_IMAGE")
+  server_images=("$MARIADB_BUILT_IMAGE" "$MYSQL_BUILT_IMAGE")
   image_sets="images.mariadb.server=$MARIADB_BUILT_IMAGE images.mariadb.backup=$MARIADB_BUILT_IMAGE"
+  image_sets+=" images.mysql.server=$MYSQL_BUILT_IMAGE"
 else
   command -v kind >/dev/null 2>&1 || scripts/kind/build-images.sh kind >/dev/null
   node_image=$KIND_STOCK_NODE_IMAGE

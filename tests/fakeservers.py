@@ -114,6 +114,7 @@ class FakeServer:
     io_errno: int = 0
     last_error: str = ""
     semi_source: bool = False
+    waits_alone: bool = True  # semi-sync holds a commit while no replica is connected
     semi_replica: bool = False
     lag_seconds: int = 5  # Seconds_Behind_Source while it has a relay log to apply
     apply_seconds: float = 0.0  # how long applying its relay log takes when waited for
@@ -448,6 +449,7 @@ class World:
             retrieved=self.gtids(s.received) if replica else "",
             origin=s.origin,
             io_errno=s.io_errno,
+            semi_sync_waits_alone=s.waits_alone,
         )
 
     def by_address(self, address: str) -> FakeServer | None:
@@ -566,7 +568,11 @@ class FakeSession:
             s.relay.clear()
             s.received.clear()
             s.io_errno, s.last_error = 0, ""
-            s.semi_replica, s.semi_source = False, semi_sync
+            s.semi_replica, s.semi_source, s.waits_alone = False, semi_sync, True
+
+    def wait_alone(self, wait: bool) -> None:
+        with self._op("wait_alone"):
+            self.s.waits_alone = wait
 
 
 class FakeServers:

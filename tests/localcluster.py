@@ -14,16 +14,39 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from mysqlsts import flavors as server_flavors
+from mysqlsts.chart import values as chart_values
 from mysqlsts.decisions.drill import Ack
-from mysqlsts.platform.local import procs
+from mysqlsts.mysql.observe import client_tls
+from mysqlsts.mysql.server import SqlServers
+from mysqlsts.platform.local import images, procs
 from mysqlsts.platform.local.runtime import LocalPlatform
 
 SERVER_MARKS = [
     pytest.mark.servers,
-    pytest.mark.skipif(shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
-                       reason="MariaDB is not installed (scripts/install-deps.sh installs it)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="the local runtime needs root"),
 ]
+FLAVORS = ("mysql", "mariadb")
+
+
+def unavailable(flavor: str) -> str | None:
+    """Why this machine cannot run the flavor's servers, or None."""
+    if flavor == "mariadb" and shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+        return "MariaDB is not installed (scripts/install-deps.sh installs it)"
+    image = chart_values.defaults()["images"]["mysql"]["server"]
+    if flavor == "mysql" and images.rootfs(image) is None:
+        return f"the image {image} is not in the local image store (scripts/install-deps.sh builds it)"
+    return None
+
+
+def flavors(*in_ci: str) -> list:
+    """The flavors a real-server scenario runs on, as pytest params. MYSQLSTS_TEST_FLAVORS: unset or
+    `ci`, the ones named here (CI's split: every scenario on at least one flavor, the core ones on both);
+    `all`, both; else a comma-separated list of flavors, every scenario on each."""
+    chosen = os.environ.get("MYSQLSTS_TEST_FLAVORS", "ci")
+    names = in_ci if chosen == "ci" else FLAVORS if chosen == "all" else tuple(chosen.split(","))
+    return [pytest.param(f, id=f, marks=pytest.mark.skipif(unavailable(f) is not None, reason=unavailable(f) or ""))
+            for f in names]
 
 def cli_env(state: Path) -> dict[str, str]:
     env = {**os.environ, "MYSQLSTS_HOME": str(state)}
@@ -32,8 +55,14 @@ def cli_env(state: Path) -> dict[str, str]:
 
 
 def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True,
-                          env=cli_env(state), timeout=timeout)
+    try:
+        return subprocess.run([sys.executable, "-m", "mysqlsts", *args], capture_output=True, text=True,
+                              env=cli_env(state), timeout=timeout)
+    except subprocess.TimeoutExpired as e:  # say what it was doing: its progress, whole
+        def text(b: bytes | str | None) -> str:
+            return b.decode(errors="replace") if isinstance(b, bytes) else b or ""
+        raise AssertionError(f"mysqlsts {' '.join(args)}: still running after {timeout:g} s\n"
+                             f"stdout:\n{text(e.stdout)}\nstderr:\n{text(e.stderr)}") from None
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -42,10 +71,15 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 class LocalCluster:
-    def __init__(self, state: Path, name: str):
+    def __init__(self, state: Path, name: str, flavor: str = "mariadb"):
         self.state = state
         self.name = name
+        self.flavor = flavor
         self.platform = LocalPlatform(state, name)
+
+    def bootstrap(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """A new cluster of this flavor (the first bootstrap: later ones keep its recorded values)."""
+        return self.run("bootstrap", "--target", "local", "--set", f"flavor={self.flavor}", *args, timeout=timeout)
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return cli(self.state, *args, "--name", self.name, timeout=timeout)
@@ -67,10 +101,15 @@ class LocalCluster:
     def passwords(self) -> dict:
         return json.loads((self.state / self.name / "secret.json").read_text())
 
-    def connect(self, host: str, database: str | None = None):
+    def connect(self, host: str, database: str | None = None, read_timeout: float | None = None):
         self.platform.enter_network()  # resolve through the cluster's DNS, like a pod
         return pymysql.connect(host=host, port=3306, user="root", password=self.passwords()["rootPassword"],
-                               database=database, autocommit=True, connect_timeout=5)
+                               database=database, autocommit=True, connect_timeout=5, read_timeout=read_timeout)
+
+    def servers(self) -> SqlServers:
+        """The database seam, as the orchestrator reaches the servers: the operator account, by per-pod name."""
+        self.platform.enter_network()
+        return SqlServers(server_flavors.get(self.flavor), 3306, self.passwords())
 
     def fqdn(self, pod: str) -> str:
         return f"{pod}.{self.name}.default.svc.cluster.local"
@@ -80,7 +119,12 @@ class LocalCluster:
         return status["containers"]["mysql"]["pid"]
 
     def teardown(self) -> None:
-        if self.platform.layout.values_file.is_file():
+        keep = os.environ.get("MYSQLSTS_TEST_LOGS")  # a folder the pods' logs are copied to, for a failure's story
+        if keep:
+            for logs in (self.state / self.name).glob("pods/*/logs"):
+                shutil.copytree(logs, Path(keep) / f"{self.state.name}-{self.name}" / logs.parent.name,
+                                dirs_exist_ok=True)
+        if self.platform.recorded_values() is not None:
             cli(self.state, "destroy", "--name", self.name, "--delete-data", timeout=120)
         for pid_file in (self.state / self.name).glob("pods/*/supervisor.pid"):  # belt and braces
             pid = procs.read_pid(pid_file)
@@ -145,7 +189,7 @@ class Writer(threading.Thread):
             started = time.time()
             try:
                 if conn is None:
-                    conn = pymysql.connect(host=self.host, port=3306, user="root", password=password,
+                    conn = pymysql.connect(host=self.host, port=3306, user="root", password=password, ssl=client_tls(),
                                            autocommit=True, connect_timeout=1, read_timeout=5, write_timeout=5,
                                            bind_address=self.bind)
                     with conn.cursor() as cur:

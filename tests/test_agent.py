@@ -61,7 +61,12 @@ class FakeServer:
 
     def become_source(self, semi_sync: bool) -> None:
         self.calls.append(("become_source", semi_sync))
-        self.s = replace(self.s, source_host=None, io_running=None, sql_running=None, lag=None)
+        self.s = replace(self.s, source_host=None, io_running=None, sql_running=None, lag=None,
+                         semi_sync_source_on=semi_sync, semi_sync_waits_alone=True)
+
+    def wait_alone(self, wait: bool) -> None:
+        self.calls.append(("wait_alone", wait))
+        self.s = replace(self.s, semi_sync_waits_alone=wait)
 
     def apply_clone_gtid(self, gtids: str) -> None:
         self.calls.append(("apply_clone_gtid", gtids))
@@ -148,8 +153,28 @@ def test_the_fresh_first_primary_promotes_itself_once(env):
     a.servers.by_host["mysql-2.mysql.default.svc.cluster.local"].answers = False
     assert not env.bootstrap_marker.exists()  # counts for this start only
     assert a.step() is None
-    assert me.calls == [("become_source", True), ("unfence",)]
+    # Its replicas must clone from it first: until they replicate, a commit does not wait for them.
+    assert me.calls == [("become_source", True), ("wait_alone", False), ("unfence",)]
     assert env.recorded_primary_file.read_text() == "mysql-1\n"
+
+
+def test_the_first_primary_holds_every_commit_once_its_replicas_replicate_from_it(env):
+    env.bootstrap_marker.touch()
+    me, other = FakeServer("mysql-1"), FakeServer("mysql-2")
+    a = agent(env, me, other)
+    other.answers = False
+    a.step()
+    other.answers = True
+    a.step()  # a peer that does not replicate from it acknowledges nothing
+    assert me.calls[-1] == ("unfence",) and not me.s.semi_sync_waits_alone
+    other.s = replace(other.s, source_host="mysql-1.mysql.default.svc.cluster.local", io_running="Connecting")
+    a.step()  # its receiver is not connected yet
+    assert me.calls[-1] == ("unfence",)
+    other.s = replace(other.s, io_running="Yes", sql_running="Yes")
+    a.step()
+    assert me.calls[-1] == ("wait_alone", True) and me.s.semi_sync_waits_alone
+    a.step()
+    assert me.calls.count(("wait_alone", True)) == 1  # for good: never turned off again
 
 
 def test_a_restarted_primary_stays_fenced_and_waits(env):

@@ -1,22 +1,23 @@
-"""Real servers (MariaDB on the local runtime): the bound on transactions received but not applied, and
-the primary's commit throttle (failover.throttleBehindTransactions), against appliers stopped by hand."""
+"""Real servers (local runtime, MySQL 9.7 and MariaDB 10.11): the bound on transactions received but not
+applied, and the primary's commit throttle (failover.throttleBehindTransactions), against appliers stopped
+by hand."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, flavors, ok, wait_healthy
 
 pytestmark = SERVER_MARKS
 REPLICAS = ("mysql-1", "mysql-2")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql")
+@pytest.fixture(scope="module", params=flavors("mysql"))
+def cluster(request, tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql", request.param)
     try:
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
+        ok(c.bootstrap("--replicas", "3",
                  "--set", "failover.throttleBehindTransactions=200", "--set", "health.maxBehindTransactions=300",
                  "--set", "health.maxLagSeconds=60",
                  "--set", "mysql.applierThreads=1", "-o", "json"))
@@ -31,10 +32,19 @@ def sql(cluster, pod: str, statement: str):
         return cur.fetchall()
 
 
-def commit_wait(cluster) -> tuple[int, int]:
+def commit_delay(cluster) -> int:
+    """How long every group commit on the primary waits, in µs: MySQL's binlog_group_commit_sync_delay, or
+    MariaDB's binlog_commit_wait_usec while its count is one no group reaches (decisions/lag.commit_delay)."""
+    if cluster.flavor == "mysql":
+        return int(sql(cluster, "mysql-0", "SELECT @@GLOBAL.binlog_group_commit_sync_delay")[0][0])
     ((count, usec),) = sql(cluster, "mysql-0", "SELECT @@GLOBAL.binlog_commit_wait_count, "
                                                "@@GLOBAL.binlog_commit_wait_usec")
-    return int(count), int(usec)
+    assert int(count) in (0, 1000000), count
+    return int(usec) if int(count) else 0
+
+
+def applier(cluster, action: str) -> str:
+    return f"{action} {'REPLICA' if cluster.flavor == 'mysql' else 'SLAVE'} SQL_THREAD"
 
 
 def agent_log(cluster, pod: str) -> str:
@@ -51,9 +61,9 @@ def until(check, timeout: float, what: str):
 
 def test_a_backlog_beyond_the_bound_makes_replicas_unready_and_throttles_the_primary_until_applied(cluster):
     assert wait_healthy(cluster)["healthy"]
-    assert commit_wait(cluster)[0] == 0  # nobody behind: no throttle
+    assert commit_delay(cluster) == 0  # nobody behind: no throttle
     for pod in REPLICAS:
-        sql(cluster, pod, "STOP SLAVE SQL_THREAD")
+        sql(cluster, pod, applier(cluster, "STOP"))
     try:
         with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS app")
@@ -64,8 +74,7 @@ def test_a_backlog_beyond_the_bound_makes_replicas_unready_and_throttles_the_pri
         assert all(status[pod]["behind"] >= 400 for pod in REPLICAS), status
 
         # The primary's agent delays every group commit, doubling while every replica stays behind.
-        until(lambda: commit_wait(cluster)[1] >= 8000, 15, "a group-commit delay of 8 ms or more")
-        assert commit_wait(cluster)[0] == 1000000
+        until(lambda: commit_delay(cluster) >= 8000, 15, "a group-commit delay of 8 ms or more")
         assert "throttling commits: every replica has more than 200 transactions received but not applied" \
                in agent_log(cluster, "mysql-0")
         with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
@@ -81,10 +90,10 @@ def test_a_backlog_beyond_the_bound_makes_replicas_unready_and_throttles_the_pri
             assert "threads io=Yes sql=No" in details[f"replica {pod} replicates from the primary"]
     finally:
         for pod in REPLICAS:
-            sql(cluster, pod, "START SLAVE SQL_THREAD")
+            sql(cluster, pod, applier(cluster, "START"))
 
     # Applied: the throttle eases off to nothing and the cluster is healthy again.
-    until(lambda: commit_wait(cluster)[0] == 0, 20, "the throttle lifted")
+    until(lambda: commit_delay(cluster) == 0, 20, "the throttle lifted")
     assert "commit throttle lifted" in agent_log(cluster, "mysql-0")
     assert wait_healthy(cluster)["healthy"]
 

@@ -91,3 +91,31 @@ def test_render_twice_gives_the_same_secret(run_cli):
     second = run_cli("render")
     assert first.returncode == second.returncode == 0
     assert first.stdout == second.stdout
+
+
+def test_a_second_bootstrap_refuses_what_the_data_is_tied_to_and_writes_nothing(run_cli, tmp_path):
+    from mysqlsts.chart import values as chart_values
+    from mysqlsts.platform.local.runtime import LocalPlatform
+    from mysqlsts.state import write_json
+
+    values_file = LocalPlatform(tmp_path / "state", "mysql").layout.values_file
+    values_file.parent.mkdir(parents=True)
+    write_json(values_file, chart_values.load([], ["flavor=mariadb"]))  # an existing cluster, as recorded
+    before = values_file.read_text()
+    result = run_cli("bootstrap", "--target", "local", "--set", "flavor=mysql", "--set", "storage.size=20Gi",
+                     "--set", "clusterDomain=example.org", "--set", "replicas=5")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["flavor", "clusterDomain", "storage.size"], lines
+    assert "'mariadb' -> 'mysql'" in lines[0] and "expand each PersistentVolumeClaim" in lines[2]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert values_file.read_text() == before
+    assert sorted(p.name for p in values_file.parent.iterdir()) == [values_file.name]
+
+
+def test_immutable_keys_unchanged_pass():
+    from mysqlsts.chart import values as chart_values
+
+    recorded = chart_values.load([], ["flavor=mariadb"])
+    assert chart_values.immutable_changes(recorded, chart_values.load([], ["replicas=5"], base=recorded)) == []
+    assert chart_values.immutable_changes({}, recorded) == []  # recorded by a chart without these keys

@@ -1,4 +1,4 @@
-"""Drills on real servers (local runtime, MariaDB): each fault, the report checked
+"""Drills on real servers (local runtime, MySQL 9.7 and MariaDB 10.11): each fault, the report checked
 against an independent writer's own measurements, a drill that really loses
 acknowledged writes reported as failing with the lost ids, abort, history,
 metrics and scheduling. The isolate fault has its own file, test_partition.py."""
@@ -10,22 +10,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, Writer, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, Writer, flavors, ok, wait_healthy
 
+from mysqlsts import flavors as server_flavors
 from mysqlsts.decisions.drill import rto
 
 pytestmark = SERVER_MARKS
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql")
+@pytest.fixture(scope="module", params=flavors("mysql", "mariadb"))
+def cluster(request, tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql", request.param)
     try:
         # A crash can leave the old primary an unacknowledged tail (errant): re-clone it automatically.
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
+        ok(c.bootstrap("--replicas", "3",
                  "--set", "controller.autoReclone=true"))
         yield c
     finally:
@@ -100,20 +100,27 @@ def test_an_aborted_drill_undoes_its_fault_and_leaves_the_cluster_healthy(cluste
     proc = subprocess.Popen([sys.executable, "-m", "mysqlsts", "drill", "--fault", "hang", "--duration", "60",
                              "--name", cluster.name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(5)  # past the steady state: the primary is hung now
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert "injecting hang" in err and "drill aborted: fault undone" in err
-    assert proc.returncode == 130
+    # The primary is hung once the drill says so: only then is there a fault to undo.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "injecting hang" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert "injecting hang" in err, err
+    assert "drill aborted: fault undone" in err, err
+    assert proc.returncode == 130, err
     assert wait_healthy(cluster, timeout=60)["healthy"]
     ok(cluster.run("drill", "--fault", "kill", "--duration", "10"))  # and the drill lock was released
 
 
-@pytest.fixture
-def async_cluster(tmp_path):
-    c = LocalCluster(tmp_path / "state", "lossy")
+@pytest.fixture(params=flavors("mariadb"))
+def async_cluster(request, tmp_path):
+    c = LocalCluster(tmp_path / "state", "lossy", request.param)
     try:
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--set", "mysql.semiSync.enabled=false"))
+        ok(c.bootstrap("--set", "mysql.semiSync.enabled=false"))
         yield c
     finally:
         c.teardown()
@@ -124,7 +131,7 @@ def test_a_drill_that_loses_acknowledged_writes_fails_and_names_them(async_clust
     # No semi-sync, and replicas that stopped receiving: writes are acknowledged by the primary alone.
     for pod in ("lossy-1", "lossy-2"):
         with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
-            cur.execute("STOP SLAVE IO_THREAD")
+            cur.execute(server_flavors.get(cluster.flavor).stop_receiving_sql)
     result = cluster.run("drill", "--fault", "kill", "--duration", "10", "--force", "-o", "json")
     report = json.loads(result.stdout)
     assert result.returncode == 1 and report["passed"] is False

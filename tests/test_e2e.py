@@ -80,7 +80,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from localcluster import LocalCluster, Writer
+from localcluster import LocalCluster, Writer, flavors
 
 from mysqlsts.platform.kubernetes.platform import last_json
 
@@ -189,11 +189,12 @@ class LocalTarget(Target):
     namespace = "default"
     drill_duration = 15
 
-    def __init__(self, state: Path):
+    def __init__(self, state: Path, flavor: str):
         super().__init__(["--target", "local", "--state-dir", str(state), "--name", NAME],
-                         ["--set", "flavor=mariadb", *COMMON_SETS])
+                         ["--set", f"flavor={flavor}", *COMMON_SETS])
         self.state = state
-        self.cluster = LocalCluster(state, NAME)  # the real-server tests' helper: SQL, writer, teardown
+        self.flavor = flavor
+        self.cluster = LocalCluster(state, NAME, flavor)  # the real-server tests' helper: SQL, writer, teardown
 
     def _status(self) -> dict[str, dict]:
         return {p["pod"]: p for p in json.loads(self.ok("status", "-o", "json").stdout)["pods"]}
@@ -719,8 +720,8 @@ class KindWitness:
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-def local_target(tmp: Path) -> LocalTarget:
-    return LocalTarget(tmp / "state")
+def local_target(tmp: Path, flavor: str) -> LocalTarget:
+    return LocalTarget(tmp / "state", flavor)
 
 
 def kind_target() -> KindTarget:
@@ -730,14 +731,18 @@ def kind_target() -> KindTarget:
 
 
 @pytest.fixture(scope="module", params=[
-    pytest.param("local", marks=pytest.mark.servers),
+    *(pytest.param(f"local-{p.values[0]}", id=f"local-{p.id}", marks=[pytest.mark.servers, *p.marks])
+      for p in flavors("mysql")),
     pytest.param("kind", marks=[pytest.mark.kind,
                                 pytest.mark.skipif(os.environ.get("MYSQLSTS_KIND") != "1", reason=KIND_SKIP)]),
 ])
 def bootstrapped(request, tmp_path_factory):
-    """One bootstrapped 3-pod cluster per target for the whole module; destroyed (data too) at the end,
-    whatever happened."""
-    t = local_target(tmp_path_factory.mktemp("e2e")) if request.param == "local" else kind_target()
+    """One bootstrapped 3-pod cluster per target (and, locally, per flavor) for the whole module; destroyed
+    (data too) at the end, whatever happened. On kind the flavor is MYSQLSTS_FLAVOR's."""
+    if request.param == "kind":
+        t = kind_target()
+    else:
+        t = local_target(tmp_path_factory.mktemp("e2e"), request.param.removeprefix("local-"))
     try:
         started = time.monotonic()
         t.bootstrap_result = t.run("bootstrap", *t.sets, "--replicas", "3", "-o", "json", timeout=1800)
@@ -752,7 +757,8 @@ def record(t: Target, figure: str, value: float) -> None:
     path = os.environ.get("MYSQLSTS_E2E_FIGURES")
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"target": t.name, "figure": figure, "value": round(value, 3)}) + "\n")
+            f.write(json.dumps({"target": t.name, "flavor": t.flavor, "figure": figure,
+                                "value": round(value, 3)}) + "\n")
 
 
 @pytest.fixture
@@ -1024,8 +1030,22 @@ def test_the_drill_schedule_fires_every_minute_and_its_run_appears_in_history(cl
     assert report["healthy"], failing(report)
 
 
-def test_destroy_with_delete_data_leaves_nothing(cluster):
+def test_destroy_keeps_what_the_data_needs_then_with_delete_data_leaves_nothing(cluster):
+    """Without --delete-data the volumes stay with their passwords and values: a plain bootstrap (no
+    --set: the flavor and images come from what destroy kept) brings the same data back, healthy."""
     t = cluster
+    pods = [f"{NAME}-{i}" for i in range(3)]
+    data = {pod: t.data_identity(pod) for pod in pods}
+    out = t.ok("destroy", timeout=900).stdout
+    assert "data, passwords and values kept" in out, out
+    gone = t.run("status")
+    assert gone.returncode == 2, gone.stderr
+    started = time.monotonic()
+    t.ok("bootstrap", timeout=1800)
+    record(t, "bootstrap again on the data destroy kept (s)", time.monotonic() - started)
+    report = wait_healthy(t)
+    assert report["healthy"], failing(report)
+    assert {pod: t.data_identity(pod) for pod in pods} == data
     out = t.ok("destroy", "--delete-data", timeout=900).stdout
     assert f"cluster {NAME} destroyed with its data" in out
     assert t.leftovers() == []  # kind: nothing labelled with the release; local: no state, no process

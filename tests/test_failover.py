@@ -1,5 +1,5 @@
 """Switchover, failover, the controller, fencing and quarantine on real servers
-(local runtime, MariaDB), with an independent writer that records every
+(local runtime, MySQL 9.7 and MariaDB 10.11), with an independent writer that records every
 acknowledged commit and an independent read_only sampler on every pod."""
 
 from __future__ import annotations
@@ -9,12 +9,23 @@ import itertools
 import json
 import os
 import signal
+import threading
 import time
 
 import pymysql
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, Sampler, Writer, all_rows_everywhere, ok, wait_healthy
+from localcluster import (
+    SERVER_MARKS,
+    LocalCluster,
+    Sampler,
+    Writer,
+    all_rows_everywhere,
+    flavors,
+    ok,
+    wait_healthy,
+)
 
+from mysqlsts import flavors as server_flavors
 from mysqlsts.decisions import gtid
 from mysqlsts.platform.local import procs
 
@@ -22,14 +33,21 @@ pytestmark = SERVER_MARKS
 PODS = ["mysql-0", "mysql-1", "mysql-2"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql")
+@pytest.fixture(scope="module", params=flavors("mysql", "mariadb"))
+def cluster(request, tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql", request.param)
     try:
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3", "-o", "json"))
+        ok(c.bootstrap("--replicas", "3", "-o", "json"))
         yield c
     finally:
         c.teardown()
+
+
+def only_on(cluster, *names: str) -> None:
+    """A scenario CI runs on some flavors only (see localcluster.flavors): skip it on the others, unless
+    MYSQLSTS_TEST_FLAVORS asks for more."""
+    if cluster.flavor not in [p.values[0] for p in flavors(*names)]:
+        pytest.skip(f"CI runs this scenario on {', '.join(names)} (MYSQLSTS_TEST_FLAVORS=all runs it on both)")
 
 
 def primary_of(cluster) -> str:
@@ -79,8 +97,8 @@ def test_switchover_refuses_the_primary_itself_and_unknown_pods(cluster):
     primary = primary_of(cluster)
     result = cluster.run("switchover", "--to", primary)
     assert result.returncode == 1 and "is the primary already" in result.stderr
-    result = cluster.run("switchover", "--to", "mysql-9")
-    assert result.returncode == 1 and "mysql-9" in result.stderr
+    result = cluster.run("switchover", "--to", "mysql-9")  # a user's mistake: bad input, exit 2
+    assert result.returncode == 2 and "--to: no pod 'mysql-9'" in result.stderr, result.stderr
     result = cluster.run("failover")
     assert result.returncode == 1 and "use `mysqlsts switchover`" in result.stderr  # the primary answers
 
@@ -146,6 +164,7 @@ def test_kill_9_of_the_primary_with_the_controller_running(controller):
 
 
 def test_a_hung_primary_is_failed_over_and_comes_back_fenced(controller):
+    only_on(controller, "mysql")
     cluster = controller
     old = primary_of(cluster)
     with Watched(cluster) as w:
@@ -168,6 +187,7 @@ def test_a_hung_primary_is_failed_over_and_comes_back_fenced(controller):
 def test_a_primary_stalled_for_less_than_the_hang_budget_is_not_failed_over(controller):
     """A 1 s SIGSTOP is a slow primary (a stalled disk, a stop-the-world pause): the controller
     waits, the same server takes writes again, and no acknowledged write is lost."""
+    only_on(controller, "mariadb")
     cluster = controller
     old = primary_of(cluster)
     budget = 1.3  # controller.hungAfterSeconds, the chart's default
@@ -191,13 +211,19 @@ def test_a_primary_stalled_for_less_than_the_hang_budget_is_not_failed_over(cont
 
 
 def test_an_errant_transaction_quarantines_the_replica_until_it_is_recloned(cluster):
+    only_on(cluster, "mysql")
     primary = primary_of(cluster)
     stray, target = [p for p in PODS if p != primary]
-    # A write on a replica by an account that may bypass the fence: an errant GTID.
+    # A write on a replica by an account that may move the fence (MySQL's super_read_only holds for
+    # every account; MariaDB's read_only not for the operator): an errant GTID.
     cluster.platform.enter_network()
     with pymysql.connect(host=cluster.fqdn(stray), user="mysqlsts", password=cluster.passwords()["operatorPassword"],
                          autocommit=True) as conn, conn.cursor() as cur:
+        if cluster.flavor == "mysql":
+            cur.execute("SET GLOBAL super_read_only = OFF")
         cur.execute("CREATE DATABASE IF NOT EXISTS stray")
+        if cluster.flavor == "mysql":
+            cur.execute("SET GLOBAL super_read_only = ON")
     result = json.loads(ok(cluster.run("switchover", "--to", target, "-o", "json")).stdout)
     assert result["to"] == target
     status = cluster.status()
@@ -214,6 +240,7 @@ def test_an_errant_transaction_quarantines_the_replica_until_it_is_recloned(clus
 
 
 def test_no_acknowledged_write_is_lost_across_ten_consecutive_failovers(controller):
+    only_on(controller, "mariadb")
     cluster = controller
     primaries = [primary_of(cluster)]
     with Watched(cluster) as w:
@@ -226,12 +253,14 @@ def test_no_acknowledged_write_is_lost_across_ten_consecutive_failovers(controll
     all_rows_everywhere(cluster, w.acked)
 
 
-def test_a_primary_killed_mid_commit_rejoins_without_a_reclone(controller):
+def test_a_primary_killed_mid_commit_loses_nothing_acknowledged_and_comes_back_a_replica(controller):
     """kill -9 of the primary while its commits wait for acknowledgements that cannot come (both replicas'
-    receivers stopped): the transactions in flight are in its binlog, synced, acknowledged to no one. Its
-    crash recovery cuts them off, so it rejoins as a replica of the new primary with its own data, holding
-    nothing the new primary lacks; without the cut it would hold that tail alone and be quarantined."""
+    receivers stopped): the transactions in flight are in its binlog, synced, acknowledged to no one.
+    MariaDB: its crash recovery cuts them off (init_rpl_role), so it rejoins as a replica of the new primary
+    with its own data, holding nothing the new primary lacks. MySQL has no such cut: its recovery commits
+    that tail, which it then holds alone, so it is quarantined (errant) and re-cloned (autoReclone)."""
     cluster = controller
+    flavor = server_flavors.get(cluster.flavor)
     assert wait_healthy(cluster)["healthy"]
     old = primary_of(cluster)
     replicas = [p for p in PODS if p != old]
@@ -246,7 +275,7 @@ def test_a_primary_killed_mid_commit_rejoins_without_a_reclone(controller):
         time.sleep(0.5)
         for pod in replicas:
             with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
-                cur.execute("STOP SLAVE IO_THREAD")  # receivers stalled: no acknowledgement reaches the primary
+                cur.execute(flavor.stop_receiving_sql)  # receivers stalled: no acknowledgement reaches the primary
         with cluster.connect(cluster.fqdn(old)) as conn, conn.cursor() as cur:
             deadline = time.monotonic() + 10
             while True:  # both writers' commits are in the binlog, waiting
@@ -259,14 +288,18 @@ def test_a_primary_killed_mid_commit_rejoins_without_a_reclone(controller):
         acked_burst = burst.finish()
     assert new != old
     assert w.sampler.split_brain == []
-    assert wait_healthy(cluster, timeout=90)["healthy"]
+    assert wait_healthy(cluster, timeout=120)["healthy"]
     pods = {p["pod"]: p for p in cluster.status()["pods"]}
     assert pods[old]["role"] == "replica" and pods[old]["source"] == new, pods[old]
-    assert (layout.pv / "data").stat().st_ino == data_inode, "the old primary was re-cloned"
     events = [json.loads(line) for line in log_file.read_text().splitlines()[seen:] if line.startswith("{")]
-    assert not [e for e in events if e.get("pod") == old and e["event"] in ("quarantining", "recloning")], events
-    assert "Successfully truncated binlog" in server_log.read_text(errors="replace"), \
-        "the old primary's recovery cut no tail: the test did not kill it mid-commit"
+    if cluster.flavor == "mariadb":
+        assert (layout.pv / "data").stat().st_ino == data_inode, "the old primary was re-cloned"
+        assert not [e for e in events if e.get("pod") == old and e["event"] in ("quarantining", "recloning")], events
+        assert "Successfully truncated binlog" in server_log.read_text(errors="replace"), \
+            "the old primary's recovery cut no tail: the test did not kill it mid-commit"
+    else:
+        assert (layout.pv / "data").stat().st_ino != data_inode, "the old primary kept its unacknowledged tail"
+        assert any(e.get("pod") == old and e["event"] == "recloned" for e in events), events
     all_rows_everywhere(cluster, w.acked)
     all_rows_everywhere(cluster, acked_burst, table="app.burst")
     deadline = time.monotonic() + 30
@@ -281,18 +314,21 @@ def test_a_primary_killed_mid_commit_rejoins_without_a_reclone(controller):
 
 
 def held(cluster, pod: str) -> tuple:
-    """A pod's GTID position and the ids of both test tables."""
+    """A pod's GTIDs and the ids of both test tables."""
+    flavor = server_flavors.get(cluster.flavor)
     with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.gtid_current_pos, (SELECT GROUP_CONCAT(id ORDER BY id) FROM app.ledger), "
+        cur.execute(f"SELECT {flavor.gtid_executed_sql.removeprefix('SELECT ')}, "
+                    "(SELECT GROUP_CONCAT(id ORDER BY id) FROM app.ledger), "
                     "(SELECT GROUP_CONCAT(id ORDER BY id) FROM app.burst)")
         position, *rows = cur.fetchone()
-    return gtid.parse("mariadb", position), tuple(rows)
+    return gtid.parse(flavor, position.replace("\n", "")), tuple(rows)
 
 
 def test_a_replica_killed_during_a_switchover(cluster):
     """kill -9 of the replica that is not the candidate, as the switchover fences the old primary: the
     promotion goes on without it (it stays fenced, reported under not_repointed), one writable node at every
     moment, nothing acknowledged lost, and the killed replica comes back following the new primary."""
+    only_on(cluster, "mysql")
     assert wait_healthy(cluster)["healthy"]
     old = primary_of(cluster)
     target, victim = [p for p in PODS if p != old]
@@ -323,7 +359,7 @@ def test_a_replica_killed_during_a_switchover(cluster):
     all_rows_everywhere(cluster, w.acked)
 
 
-def failover_phase(conns: dict, old: str, recorded: str | None) -> int:
+def failover_phase(conns: dict, old: str, recorded: str | None, flavor: server_flavors.Flavor) -> int:
     """How far a failover from `old` has got, from the replicas' own state and the record: 0 not begun,
     1 every receiver stopped, 2 a candidate is the (still fenced) source, 3 it is writable, 4 it is recorded."""
     if recorded != old:
@@ -334,13 +370,13 @@ def failover_phase(conns: dict, old: str, recorded: str | None) -> int:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute("SELECT @@GLOBAL.read_only AS ro")
             writable = not cur.fetchone()["ro"]
-            cur.execute("SHOW SLAVE STATUS")
+            cur.execute(flavor.replica_status_sql)
             status = cur.fetchone()
         if writable:
             phase = max(phase, 3)
-        elif status is None:  # RESET SLAVE ALL: it stopped replicating to become the source
+        elif status is None:  # RESET REPLICA ALL: it stopped replicating to become the source
             phase = max(phase, 2)
-        elif status["Slave_IO_Running"] == "No":
+        elif status[flavor.column("Replica_IO_Running")] == "No":
             stopped += 1
     return max(phase, 1 if stopped == len(conns) else 0)
 
@@ -352,6 +388,7 @@ def test_a_controller_killed_mid_failover_is_replaced_and_its_successor_finishes
     start one: the new one finishes the failover. The first one is run in slices (SIGSTOP, SIGCONT) from its
     `failing-over` line on, and killed at the first look that finds the failover at least at `kill_at` but
     not yet recorded. Never two writable nodes, nothing acknowledged lost, the recorded primary the writable one."""
+    only_on(controller, "mariadb")
     cluster = controller
     old = primary_of(cluster)
     log_file = cluster.state / cluster.name / "controller.log"
@@ -374,7 +411,8 @@ def test_a_controller_killed_mid_failover_is_replaced_and_its_successor_finishes
             # Slices of 0.5 ms up to the phase before the target, then as short as two signals allow, so that
             # the look after each slice finds the target phase before the controller takes its next step.
             steps = 0
-            while (phase := failover_phase(conns, old, cluster.platform.recorded_primary())) < kill_at:
+            while (phase := failover_phase(conns, old, cluster.platform.recorded_primary(),
+                                           server_flavors.get(cluster.flavor))) < kill_at:
                 os.kill(first, signal.SIGCONT)
                 if phase < kill_at - 1:
                     time.sleep(0.0005)
@@ -404,3 +442,77 @@ def test_a_controller_killed_mid_failover_is_replaced_and_its_successor_finishes
     decisions = [json.loads(line) for line in log_file.read_text()[offset:].splitlines() if line.startswith("{")]
     assert [d["event"] for d in decisions].count("leading") == 1  # the new controller, after the killed one
     assert any(d["event"] in ("failed-over", "recording") for d in decisions), decisions
+
+
+def test_a_fence_ends_a_lock_tables_write_holder(cluster):
+    """LOCK TABLES ... WRITE holds no transaction, yet blocks read_only: the fence ends that session too."""
+    assert wait_healthy(cluster)["healthy"]
+    primary = primary_of(cluster)
+    with cluster.connect(cluster.fqdn(primary)) as holder, holder.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE IF NOT EXISTS app.locked (id INT PRIMARY KEY)")
+        cur.execute("LOCK TABLES app.locked WRITE")
+        cur.execute("SELECT CONNECTION_ID()")
+        (holder_id,) = cur.fetchone()
+        with cluster.servers().operator(cluster.fqdn(primary), timeout=5, read_timeout=30) as server:
+            killed = server.fence(1)
+            assert holder_id in killed
+            assert server.state().read_only
+            server.unfence()
+        with pytest.raises(pymysql.err.OperationalError):
+            cur.execute("SELECT 1")  # its session was ended
+    assert wait_healthy(cluster)["healthy"]
+
+
+def test_a_fence_ends_commits_waiting_for_an_acknowledgement_that_cannot_come(cluster):
+    """Every replica's receiver stopped: a commit on the primary waits for an acknowledgement for ever,
+    and holds read_only. The fence ends it (its client is cut off, never acknowledged) and sets read_only;
+    the primary's semi-sync is as it was after."""
+    assert wait_healthy(cluster)["healthy"]
+    primary = primary_of(cluster)
+    flavor = server_flavors.get(cluster.flavor)
+    replicas = [p for p in PODS if p != primary]
+    waiting = cluster.connect(cluster.fqdn(primary), read_timeout=60)
+    waiting.cursor().execute("CREATE DATABASE IF NOT EXISTS app")
+    waiting.cursor().execute("CREATE TABLE IF NOT EXISTS app.unacked (id INT PRIMARY KEY)")
+    for pod in replicas:
+        with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+            cur.execute(flavor.stop_receiving_sql)
+    outcome: list = []
+    try:
+        started = time.monotonic()
+
+        def commit():
+            try:
+                waiting.cursor().execute("INSERT INTO app.unacked VALUES (1)")
+                outcome.append("acknowledged")
+            except pymysql.MySQLError as e:
+                outcome.append(e)
+
+        writer = threading.Thread(target=commit, daemon=True)
+        writer.start()
+        deadline = time.monotonic() + 10
+        with cluster.connect(cluster.fqdn(primary)) as conn, conn.cursor() as cur:
+            while True:
+                cur.execute("SELECT COUNT(*) FROM information_schema.processlist "
+                            "WHERE state LIKE 'Waiting for semi-sync ACK%'")
+                if cur.fetchone()[0] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        assert writer.is_alive(), "the commit did not wait for an acknowledgement"
+        with cluster.servers().operator(cluster.fqdn(primary), timeout=5, read_timeout=30) as server:
+            server.fence(1)
+            state = server.state()
+            assert state.read_only and state.semi_sync_waits_alone
+            server.unfence()
+        writer.join(10)
+        assert not writer.is_alive() and outcome and outcome[0] != "acknowledged", outcome
+        assert time.monotonic() - started < 30
+        with cluster.connect(cluster.fqdn(primary)) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_source_var}")
+            assert cur.fetchone()[0] == 1  # semi-sync back on
+    finally:
+        for pod in replicas:
+            with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+                cur.execute(flavor.start_replica_sql)
+    assert wait_healthy(cluster)["healthy"]

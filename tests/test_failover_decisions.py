@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mysqlsts.decisions.failover import Node, elect, errant, primary_lost, silent_owners, switchover_candidate
+from mysqlsts.decisions.failover import (
+    Node,
+    elect,
+    errant,
+    primary_lost,
+    repoint_order,
+    silent_owners,
+    switchover_candidate,
+)
 from mysqlsts.decisions.gtid import GtidError, MariadbGtidPos, MysqlGtidSet, parse
 
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -71,6 +79,14 @@ def test_mariadb_divergence_at_the_same_sequence_number_is_not_containment():
     assert not primary.contains(MariadbGtidPos.parse("0-100-51,1-100-1"))
     assert str(MariadbGtidPos.parse("0-101-51").originated_by("101")) == "0-101-51"
     assert str(parse("mariadb", "1-100-3,0-100-5")) == "0-100-5,1-100-3"
+
+
+
+@given(positions, positions)
+def test_a_mariadb_position_named_with_another_reads_as_their_union(a, b):
+    """What a server holds is read as its binlog's position beside its replication position."""
+    assert str(parse("mariadb", f"{a},{b}")) == str(a.union(b))
+    assert str(parse("mariadb", "0-100-47,0-100-46")) == str(parse("mariadb", "0-100-46,0-100-47")) == "0-100-47"
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -163,6 +179,21 @@ def test_a_crashed_primary_with_an_unacknowledged_tail_is_errant_and_a_replica_t
     result = elect(nodes)
     assert result.candidate == "mysql-1" and result.safe
     assert "errant" in result.excluded["mysql-0"]
+
+
+def test_the_recorded_primary_back_from_a_crash_keeps_what_it_alone_holds():
+    """No failover moved the role since it wrote its tail: the replicas' copies may have gone in their
+    own crash recovery (MariaDB cuts a booting replica's binlog tail), so the tail is history, not
+    errant. The same tail on a node that is not the recorded primary is errant."""
+    nodes = [node("mysql-0", "0-100-45", origin="100", owns_data=True),
+             node("mysql-1", "0-100-44", origin="101", source="mysql-0"),
+             node("mysql-2", "0-100-44", origin="102", source="mysql-0")]
+    for avoid in (None, "mysql-0"):  # recovery, and the controller's failover of a fenced primary
+        result = elect(nodes, avoid=avoid, primary="mysql-0")
+        assert result.candidate == "mysql-0" and result.safe and result.excluded == {}
+    moved = elect(nodes, avoid="mysql-0", primary="mysql-1")  # mysql-1 took over meanwhile
+    assert moved.candidate == "mysql-1" and "errant" in moved.excluded["mysql-0"]
+    assert moved.errant == frozenset({"mysql-0"}) and moved.lost == {}
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -314,3 +345,18 @@ def test_a_lost_primary_back_from_a_crash_is_promoted_again_only_when_no_replica
     assert elect([back, *replicas], avoid="mysql-0").candidate == "mysql-1"  # failover: move on
     behind = [node(f"mysql-{i}", "0-100-7", source="mysql-0") for i in (1, 2)]
     assert elect([back, *behind], avoid="mysql-0").candidate == "mysql-0"  # the only one holding everything
+
+
+@pytest.mark.parametrize(("replicas", "old", "acks", "first", "last"), [
+    (["m-1", "m-2"], "m-0", 1, ["m-1", "m-2"], []),  # a failover: no old primary to repoint
+    (["m-0", "m-2"], "m-0", 1, ["m-2"], ["m-0"]),  # a switchover: the old primary after the writes resume
+    (["m-0", "m-2"], "m-0", 0, ["m-2"], ["m-0"]),  # semi-sync off
+    (["m-0"], "m-0", 1, ["m-0"], []),  # two pods: its acknowledgement is the one the first commit needs
+    (["m-0"], "m-0", 0, [], ["m-0"]),  # two pods, semi-sync off: nobody needs it first
+    (["m-0", "m-2", "m-3"], "m-0", 2, ["m-2", "m-3"], ["m-0"]),
+    (["m-0", "m-2"], "m-0", 2, ["m-0", "m-2"], []),  # two acknowledgements from two replicas: both first
+    (["m-2"], None, 1, ["m-2"], []),
+])
+def test_a_switchovers_old_primary_follows_after_the_writes_resume_unless_its_ack_is_needed(
+        replicas, old, acks, first, last):
+    assert repoint_order(replicas, old, acks) == (first, last)

@@ -61,6 +61,19 @@ def ok(payload: dict) -> km.Response:
     return km.Response(status=200, payload=payload)
 
 
+def merge_patch(target: dict, patch: dict) -> dict:
+    """RFC 7386: objects merge key by key, null removes, anything else replaces."""
+    merged = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 class Store:
     """Just enough of an API server to apply, read, list and delete objects by path."""
 
@@ -113,7 +126,9 @@ class Store:
     def patch(self, request: km.Request):
         old = self.objects.get(request.url.path)
         new = copy.deepcopy(request.data)
-        if old is not None:
+        if old is not None and request.headers["Content-Type"] == "application/merge-patch+json":
+            new = merge_patch(old, new)
+        elif old is not None:
             new["metadata"] = {**old["metadata"], **new["metadata"]}
         comparable = {k: v for k, v in new.items() if k != "metadata"}, {
             k: v for k, v in new["metadata"].items() if k not in ("resourceVersion", "uid")}
@@ -815,12 +830,17 @@ class DeletingStore(Store):
         return answer
 
 
-async def test_destroy_also_removes_what_mysqlsts_made_besides_the_chart(kmock):
-    store = DeletingStore()
+async def applied_with_controller(kmock, store: Store) -> KubernetesPlatform:
     store.install(kmock)
     p = platform_for(kmock)
     v = values(**{"controller.enabled": "true"})
     await run(p.apply, v, PASSWORDS, render(v, PASSWORDS))
+    return p
+
+
+async def test_destroy_also_removes_what_mysqlsts_made_besides_the_chart(kmock):
+    store = DeletingStore()
+    p = await applied_with_controller(kmock, store)
     labels = {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": "mysql"}
     extra = {f"/api/v1/namespaces/{NS}/configmaps/mysql-drill-history": "ConfigMap",
              f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/mysql-mysqlsts-controller": "Lease",
@@ -831,6 +851,68 @@ async def test_destroy_also_removes_what_mysqlsts_made_besides_the_chart(kmock):
         store.objects[path] = {"kind": kind, "metadata": {"name": path.rsplit("/", 1)[1], "labels": labels}}
     await run(p.destroy, True)
     assert store.objects == {}
+
+
+class TerminatingStore(DeletingStore):
+    """Pods outlive the deletion of their owner for a while, as they do while they terminate; every
+    delete notes which pods were still there."""
+
+    LINGER = 0.3
+
+    def __init__(self):
+        super().__init__()
+        self.gone_at: dict[str, float] = {}  # pod path -> when it is gone
+        self.deletes: list[tuple[str, list[str]]] = []
+
+    def live_pods(self) -> list[str]:
+        now = time.monotonic()
+        for path in [p for p, t in self.gone_at.items() if t <= now]:
+            self.objects.pop(path, None)
+            del self.gone_at[path]
+        return sorted(p.rsplit("/", 1)[1] for p in self.objects if "/pods/" in p)
+
+    def get(self, request: km.Request):
+        self.live_pods()
+        answer = super().get(request)
+        wanted = dict(kv.split("=", 1) for kv in (request.params.get("labelSelector") or "").split(",") if kv)
+        if wanted and request.url.path.endswith("/pods"):
+            items = [o for o in answer.payload["items"]
+                     if wanted.items() <= ((o["metadata"].get("labels") or {}).items())]
+            return ok({**answer.payload, "items": items})
+        return answer
+
+    def delete(self, request: km.Request):
+        self.deletes.append((request.url.path.rsplit("/", 2)[-2], self.live_pods()))
+        owned = {"deployments": "controller", "statefulsets": "mysql-sts"}.get(request.url.path.rsplit("/", 2)[-2])
+        for path, obj in self.objects.items():
+            labels = obj["metadata"].get("labels") or {}
+            if owned and "/pods/" in path and owned in (labels.get("app.kubernetes.io/component"),
+                                                         labels.get("app.kubernetes.io/name")):
+                self.gone_at.setdefault(path, time.monotonic() + self.LINGER)
+        return super().delete(request)
+
+
+async def test_destroy_stops_the_controller_then_the_pods_before_it_deletes_the_leases(kmock):
+    """A controller left running while the pods go acts on them, and one killed in the middle of a
+    failover leaves its lock Lease behind (seen on kind): nothing that could take a Lease runs by then."""
+    kmock[f"get /api/v1/namespaces/{NS}/pods", km.params(watch="true")] << ()
+    store = TerminatingStore()
+    p = await applied_with_controller(kmock, store)
+    db = {"app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": "mysql"}
+    tools = {"app.kubernetes.io/name": "mysqlsts", "app.kubernetes.io/instance": "mysql",
+             "app.kubernetes.io/component": "controller"}
+    for name, labels in (("mysql-0", db), ("mysql-1", db), ("mysql-controller-7d9f-x2", tools)):
+        store.objects[f"/api/v1/namespaces/{NS}/pods/{name}"] = {"kind": "Pod",
+                                                                  "metadata": {"name": name, "labels": labels}}
+    store.objects[f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/mysql-mysqlsts-lock"] = {
+        "kind": "Lease", "metadata": {"name": "mysql-mysqlsts-lock", "labels": db}}
+    await run(p.destroy, True)
+    kinds = [kind for kind, _ in store.deletes]
+    assert kinds.index("deployments") < kinds.index("statefulsets") < kinds.index("leases")
+    pods_then = dict(store.deletes)
+    assert pods_then["statefulsets"] == ["mysql-0", "mysql-1"]  # the controller is gone already
+    assert pods_then["leases"] == []
+    assert store.live_pods() == [] and store.objects == {}
 
 
 async def test_a_pod_on_an_older_revision_is_outdated_and_its_role_label_is_read(kmock):
@@ -940,3 +1022,28 @@ async def test_losing_the_race_for_a_freed_drill_lease_is_retried_while_waiting(
     kmock[f"delete {DRILL_LEASE}"] << {"kind": "Status", "apiVersion": "v1", "metadata": {}}
     await hold_drill_lock(kmock, wait=10)
     assert len(list(kmock["post"])) == 2 and len(list(kmock["delete"])) == 1
+
+
+async def test_destroy_keeping_the_data_keeps_what_the_data_needs_and_a_bootstrap_starts_from_it(kmock):
+    """Passwords, the values the data was made with, and the primary it last had stay with the volumes;
+    destroy --delete-data then removes them too."""
+    store = DeletingStore()
+    p = await applied_with_controller(kmock, store)
+    v = await run(p.values)
+    store.objects[f"/api/v1/namespaces/{NS}/configmaps/mysql-primary-record"] = {
+        "kind": "ConfigMap", "metadata": {"name": "mysql-primary-record", "labels": {
+            "app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": "mysql"}},
+        "data": {"primary": "mysql-1"}}
+    claim = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-mysql-0"
+    store.objects[claim] = {"kind": "PersistentVolumeClaim", "metadata": {"name": "data-mysql-0", "labels": {
+        "app.kubernetes.io/name": "mysql-sts", "app.kubernetes.io/instance": "mysql"}}}
+    await run(p.destroy, False)
+    assert sorted(path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[1] for path in store.objects) == [
+        "configmaps/mysql-primary-record", "persistentvolumeclaims/data-mysql-0", "secrets/mysql-secret"]
+    assert not await run(p.exists)
+    assert await run(p.recorded_values) == v
+    assert await run(p.stored_passwords) == PASSWORDS
+    assert await run(p.recorded_primary) == "mysql-1"
+    await run(p.destroy, True)
+    assert store.objects == {}
+    assert await run(p.recorded_values) is None

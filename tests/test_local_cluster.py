@@ -1,6 +1,6 @@
-"""Real MariaDB servers on the local runtime: bootstrap, DNS, restarts, scaling,
-interrupted clones and tricky passwords. Every cluster is destroyed afterwards,
-also when a test fails."""
+"""Real servers on the local runtime, MySQL 9.7 and MariaDB 10.11: bootstrap, DNS, restarts,
+scaling, interrupted clones (a backup tool's stream, or MySQL's CLONE plugin) and tricky passwords.
+Every cluster is destroyed afterwards, also when a test fails."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, Writer, all_rows_everywhere, cli, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, Writer, all_rows_everywhere, cli, flavors, ok, wait_healthy
 
+from mysqlsts import flavors as server_flavors
 from mysqlsts.platform.local import procs
 
 pytestmark = SERVER_MARKS
@@ -32,12 +33,11 @@ TRICKY = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql")
+@pytest.fixture(scope="module", params=flavors("mysql", "mariadb"))
+def cluster(request, tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("state"), "mysql", request.param)
     try:
-        result = c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
-                       "-o", "json", "--timeout", "180")
+        result = c.bootstrap("--replicas", "3", "-o", "json", "--timeout", "180")
         ok(result)
         c.bootstrap_report = json.loads(result.stdout)
         yield c
@@ -88,6 +88,27 @@ def test_writes_on_the_primary_read_back_from_every_replica_through_pod_dns(clus
             assert rows == ((1, "one"), (2, "two"), (3, "three"))
 
 
+def listening_ports() -> set[int]:
+    """TCP ports something on this machine listens on (the kernel's tables: state 0A is LISTEN)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A":
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_no_pod_listens_on_the_x_protocol_port(cluster):
+    """MySQL's X Plugin is on by default, on *:33060: every pod would listen there (local pods fight over it)
+    on a port nobody secured or asked for. Only the client port and the clone listener are open."""
+    assert 33060 not in listening_ports()
+    for pod in ("mysql-0", "mysql-1", "mysql-2"):
+        log = cluster.platform.layout.pod(pod).log("mysql").read_text(errors="replace")
+        assert "33060" not in log and "X Plugin ready" not in log, pod
+
+
 def test_replicas_refuse_writes(cluster):
     with cluster.connect(cluster.fqdn("mysql-1")) as conn, conn.cursor() as cur:
         with pytest.raises(pymysql.err.OperationalError) as err:
@@ -113,6 +134,39 @@ def app_rows(cluster) -> int:
         return cur.fetchone()[0]
 
 
+def test_a_switchover_whose_terminal_goes_away_mid_way_still_leaves_one_writable_primary(cluster):
+    """`mysqlsts switchover 2>&1 | head -1` in a terminal then closed: the reader is gone and SIGHUP
+    comes right after the fence; the switchover finishes, then the command ends."""
+    switch = cluster.start("switchover", "--to", "mysql-1")
+    try:
+        for line in switch.stderr:
+            if "fencing mysql-0" in line:
+                break
+        switch.stdout.close()
+        switch.stderr.close()
+        switch.send_signal(signal.SIGHUP)
+        assert switch.wait(timeout=120) == 130
+    finally:
+        if switch.poll() is None:
+            switch.kill()
+    report = wait_healthy(cluster)
+    assert report["healthy"], report
+    assert roles(cluster) == {"mysql-0": "replica", "mysql-1": "primary", "mysql-2": "replica"}
+    ok(cluster.run("switchover", "--to", "mysql-0"))
+
+
+@pytest.mark.parametrize("command", ["restart-pod", "reclone", "switchover --to", "failover --to"])
+def test_an_unknown_pod_is_bad_input_that_names_the_pods(cluster, command):
+    before = {p["pod"]: p["address"] for p in cluster.status()["pods"]}
+    result = cluster.run(*command.split(), "mysql-7")
+    assert result.returncode == 2, result.stderr
+    name, argument = [*command.split(), "POD"][:2]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mysqlsts {name}: {argument}: no pod 'mysql-7' in cluster 'mysql'; its pods: mysql-0, mysql-1, mysql-2")
+    assert "Traceback" not in result.stderr
+    assert {p["pod"]: p["address"] for p in cluster.status()["pods"]} == before  # nothing restarted
+
+
 def test_restarted_replica_keeps_its_data_and_rejoins_at_a_new_address(cluster):
     rows = app_rows(cluster)
     before = {p["pod"]: p["address"] for p in cluster.status()["pods"]}
@@ -124,6 +178,32 @@ def test_restarted_replica_keeps_its_data_and_rejoins_at_a_new_address(cluster):
         cur.execute("SELECT COUNT(*) FROM app.t")
         assert cur.fetchone()[0] == rows
     assert wait_healthy(cluster)["healthy"]
+
+
+def test_a_replica_whose_replication_position_lags_its_binlog_rejoins(cluster):
+    """MariaDB records a replicated DDL's position (gtid_slave_pos) in a transaction of its own, after the
+    DDL is binlogged: a crash between the two leaves the position behind what the replica holds. Back, the
+    replica must replicate from what it holds, not ask for a transaction it has (which gtid_strict_mode
+    then refuses to binlog twice: error 1950, and the pod never turns ready)."""
+    if cluster.flavor != "mariadb":
+        pytest.skip("MySQL's gtid_executed is what the binlog and the engine hold, at once")
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE app.ddl_before_the_crash (id INT PRIMARY KEY)")
+    assert wait_healthy(cluster)["healthy"]  # its canary row reached every replica, after the DDL
+    with cluster.servers().operator(cluster.fqdn("mysql-2"), timeout=5) as server, server.conn.cursor() as cur:
+        cur.execute("STOP SLAVE")  # the operator's account: read_only refuses root a new position
+        cur.execute("SELECT @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_binlog_pos")
+        slave_pos, binlog_pos = cur.fetchone()
+        assert slave_pos == binlog_pos and "," not in slave_pos, (slave_pos, binlog_pos)
+        domain, server, seq = slave_pos.split("-")
+        cur.execute("SET GLOBAL gtid_slave_pos = %s", (f"{domain}-{server}-{int(seq) - 1}",))  # what the crash left
+    kill_server_and_wait_restart(cluster, "mysql-2")
+    report = wait_healthy(cluster)
+    assert report["healthy"], report
+    with cluster.connect(cluster.fqdn("mysql-2")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.gtid_slave_pos")
+        assert cur.fetchone()[0] != f"{domain}-{server}-{int(seq) - 1}"
 
 
 def test_restarted_primary_comes_back_as_primary_with_its_data(cluster):
@@ -165,18 +245,29 @@ def test_externally_killed_server_is_restarted_and_rejoins(cluster):
     report = cluster.verify()
     assert not report["healthy"]
     assert any(c["name"] == "exactly one writable node" and c["detail"] == "none writable" for c in report["checks"])
-    # ... until someone decides: the node holding every transaction is promoted. That is mysql-0, unless
-    # its crash recovery cut a commit its storage engine had not made durable yet (the last canary
-    # write, a moment before the kill; MariaDB commits in the engine after the binlog): then a replica,
-    # which acknowledged that commit, holds more, and mysql-0 follows it.
-    ok(cluster.run("failover", "--if-no-primary"))
+    # A person unfences a replica meanwhile: a restarting replica must not follow it, since the primary
+    # name still reaches mysql-0 (the recorded primary).
+    with cluster.servers().operator(cluster.fqdn("mysql-2"), timeout=5) as server:
+        server.unfence()
+    try:
+        agent_log = cluster.platform.layout.pod("mysql-1").log("agent")
+        kill_server_and_wait_restart(cluster, "mysql-1")
+        deadline = time.monotonic() + 30
+        while "the primary name reaches mysql-0" not in agent_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "mysql-2 is writable but the primary name reaches mysql-0" in agent_log.read_text(), \
+            agent_log.read_text()[-2000:]
+        pods = {p["pod"]: p for p in cluster.status()["pods"]}
+        assert pods["mysql-1"]["source"] != "mysql-2" and "replicating from mysql-2" not in agent_log.read_text()
+    finally:
+        with cluster.servers().operator(cluster.fqdn("mysql-2"), timeout=5) as server:
+            server.fence(0)
+        # ... until someone decides: the node holding every transaction is promoted: mysql-0, which
+        # kept what its binlog held (a primary restarting in place never cuts its tail).
+        ok(cluster.run("failover", "--if-no-primary"))
     assert wait_healthy(cluster)["healthy"]
-    roles = {p["pod"]: p["role"] for p in cluster.status()["pods"]}
-    cut = server_log.read_text(errors="replace").count("Successfully truncated binlog") > cuts
-    assert list(roles.values()).count("primary") == 1
-    assert roles["mysql-0"] == "primary" or (cut and roles["mysql-0"] == "replica"), roles
-    if roles["mysql-0"] != "primary":  # the tests after this one start from mysql-0 as the primary
-        ok(cluster.run("switchover", "--to", "mysql-0"))
+    assert roles(cluster) == {"mysql-0": "primary", "mysql-1": "replica", "mysql-2": "replica"}
+    assert server_log.read_text(errors="replace").count("Successfully truncated binlog") == cuts
 
 
 def test_scale_out_to_five_then_in_to_two(cluster):
@@ -267,36 +358,42 @@ def staged_bytes(staging: Path) -> int:
     return total
 
 
-def test_a_clone_whose_donor_dies_mid_stream_starts_over_from_another_donor(tmp_path):
-    """A new pod's clone survives its donor: the first donor's backup tool is killed (as the OOM killer
-    would kill it in the clone container: the donor stays a ready replica), the second donor's whole pod
-    dies. Each time the half copy is thrown away and the clone starts over from a donor that has not
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_a_clone_whose_donor_dies_mid_stream_starts_over_from_another_donor(tmp_path, flavor):
+    """A new pod's clone survives its donor: the first donor's copy is cut (mariabackup killed in the
+    clone container, as the OOM killer would, the donor staying a ready replica; with MySQL's CLONE
+    plugin the donor's server itself is killed, the donating side of the copy), the second donor's whole
+    pod dies. Each time the half copy is thrown away and the clone starts over from a donor that has not
     failed it, and the pod turns ready with every acknowledged row."""
-    c = LocalCluster(tmp_path / "state", "donor")
+    c = LocalCluster(tmp_path / "state", "donor", flavor)
     writer = None
     try:
-        # mysql.cloneThrottle=200: a fresh data dir is some 700 of mariabackup's I/O operations, so each
-        # stream takes about 3 s here and can be cut in the middle (unthrottled it takes 0.5 s).
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3",
-                 "--set", "mysql.cloneThrottle=200"))
+        # Throttled, so that each copy takes some seconds and can be cut in the middle (unthrottled it takes
+        # half a second): mariabackup's I/O operations (a fresh data dir is some 700 of them), the CLONE
+        # plugin's MiB per second (some 75 MiB).
+        ok(c.bootstrap("--replicas", "3", "--set", f"mysql.cloneThrottle={200 if flavor == 'mariadb' else 4}"))
         new = c.platform.layout.pod("donor-3")
         writer = Writer(c)
         writer.start()
         scale = c.start("scale", "--replicas", "4")
         try:
             def streaming(donor: str) -> tuple[int, list[int]]:
-                """The donor's pod and its backup tool, once that has sent part of the copy."""
+                """The donor's pod and the processes that send the copy, once part of it has arrived."""
                 pgid = procs.read_pid(c.platform.layout.pod(donor).pid_file)
+                marker = "--backup" if flavor == "mariadb" else "mysqld --defaults-file"
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
-                    backups = [p for p in procs.group_members(pgid) if "--backup" in procs.cmdline(p)]
-                    if backups and staged_bytes(new.pv / "staging") > 1 << 20:
-                        return pgid, backups
+                    # Staging is wiped before the next donor is named: what arrives after, comes from it.
+                    log = new.log("clone-mysql").read_text() if new.log("clone-mysql").is_file() else ""
+                    named = f"cloning from {donor}" in log or f"moving to donor {donor}" in log
+                    senders = [p for p in procs.group_members(pgid) if marker in procs.cmdline(p)]
+                    if named and senders and staged_bytes(new.pv / "staging") > 1 << 20:
+                        return pgid, senders
                     time.sleep(0.02)
                 raise AssertionError(f"{donor} never streamed to donor-3")
 
-            _, backups = streaming("donor-1")  # the first ready replica
-            for pid in backups:
+            _, senders = streaming("donor-1")  # the first ready replica
+            for pid in senders:
                 os.kill(pid, signal.SIGKILL)
             pgid, _ = streaming("donor-2")
             os.killpg(pgid, signal.SIGKILL)  # the whole donor pod dies
@@ -309,9 +406,11 @@ def test_a_clone_whose_donor_dies_mid_stream_starts_over_from_another_donor(tmp_
         assert (new.pv / "data").is_dir() and not (new.pv / "staging").exists()
         log = new.log("clone-mysql").read_text()
         assert "cloning from donor-1 (a ready replica)" in log
-        assert "the clone stream from donor-1 ended early" in log or "from donor-1 was cut" in log, log
-        assert "moving to donor donor-2 (a ready replica) after the clone from donor-1 failed; attempt 2 of 3" in log
-        assert "moving to donor donor-0 (primary) after the clone from donor-2 failed; attempt 3 of 3" in log
+        assert any(cut in log for cut in ("the clone stream from donor-1 ended early", "from donor-1 was cut",
+                                          "the clone from donor-1 failed")), log
+        for move in ("donor-2 (a ready replica) after the clone from donor-1 failed; attempt 2 of 3",
+                     "donor-0 (primary) after the clone from donor-2 failed; attempt 3 of 3"):
+            assert f"moving to donor {move}" in log, log
         assert log.count("clone complete") == 1
         ok(c.run("bootstrap"))  # donor-2 comes back, as the StatefulSet would re-create it
         acked = writer.finish()
@@ -324,9 +423,16 @@ def test_a_clone_whose_donor_dies_mid_stream_starts_over_from_another_donor(tmp_
 
 
 def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):
+    """The machine goes down a moment after a commit. MariaDB makes a commit durable in its binlog
+    and marks it committed in the engine later, so every node may find it only prepared; the
+    replicas' crash recovery cuts it, and the primary, back in place, must keep it."""
     layout = cluster.platform.layout
     groups = [procs.read_pid(p.pid_file) for p in layout.existing_pods() if p.pid_file.is_file()]
     dns_pid = procs.read_pid(layout.dns_dir / "dnsmasq.pid")
+    with cluster.connect("mysql-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE IF NOT EXISTS app.last (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO app.last VALUES (1)")  # acknowledged: semi-sync had a replica take it
     for pgid in [g for g in groups if g] + [dns_pid]:  # the machine goes down: everything dies at once
         os.killpg(pgid, signal.SIGKILL)
     for pgid in [g for g in groups if g] + [dns_pid]:
@@ -338,7 +444,19 @@ def test_stale_state_after_a_reboot_is_detected_and_restarted(cluster):
     ok(cluster.run("bootstrap", "--target", "local"))
     report = wait_healthy(cluster)
     assert report["healthy"], report
-    assert {p["pod"]: p["role"] for p in cluster.status()["pods"]}["mysql-0"] == "primary"
+    pods = roles(cluster)
+    assert pods["mysql-0"] == "primary"
+    for pod in pods:
+        deadline = time.monotonic() + 10
+        while True:
+            with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM app.last")
+                if cur.fetchone()[0] == 1 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.1)
+        with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM app.last")
+            assert cur.fetchone()[0] == 1, f"{pod} lost the last acknowledged write"
 
 
 def tls_context(cluster, pod: str, client_certificate: bool = True) -> ssl.SSLContext:
@@ -364,6 +482,8 @@ def roles(cluster) -> dict[str, str]:
 
 def test_clone_port_rejects_a_wrong_secret(cluster):
     """A peer with the cluster's certificate but not the clone secret gets no backup."""
+    if cluster.flavor == "mysql":
+        pytest.skip("the CLONE plugin's donor is the server: test_the_clone_plugin_donor_...")
     cluster.platform.enter_network()
     host = cluster.fqdn("mysql-0")
     with tls_context(cluster, "mysql-1").wrap_socket(socket.create_connection((host, 3307), timeout=10),
@@ -407,16 +527,102 @@ def test_the_clone_port_speaks_only_tls_to_holders_of_a_cluster_certificate(clus
     assert "serving clone streams over TLS" in log
 
 
+def test_the_clone_plugin_donor_takes_only_the_cluster_certificate_and_the_clone_secret(cluster):
+    """MySQL's CLONE plugin: the donor's clone account wants a certificate of the cluster's CA and the
+    clone secret, over TLS, and may do nothing but donate."""
+    if cluster.flavor != "mysql":
+        pytest.skip("MariaDB clones with mariabackup's stream: test_clone_port_...")
+    cluster.platform.enter_network()
+    host = cluster.fqdn("mysql-0")
+    tls = cluster.state / cluster.name / "pods" / "mysql-1" / "tls"
+    secret = cluster.passwords()["cloneSecret"]
+    with_cert = {"ssl_ca": str(tls / "ca.crt"), "ssl_cert": str(tls / "tls.crt"), "ssl_key": str(tls / "tls.key")}
+    for kw in ({"password": secret, "ssl_ca": str(tls / "ca.crt")},  # TLS, but no client certificate
+               {"password": "not the secret", **with_cert},
+               {"password": secret, "ssl_disabled": True}):
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            pymysql.connect(host=host, user="mysqlsts_clone", connect_timeout=5, **kw)
+        assert refused.value.args[0] == 1045, refused.value
+    with pymysql.connect(host=host, user="mysqlsts_clone", password=secret, connect_timeout=5,
+                         **with_cert) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(r[0] for r in cur.fetchall())
+        assert "GRANT BACKUP_ADMIN ON *.*" in grants and "GRANT USAGE ON *.*" in grants, grants
+        assert "SELECT" not in grants and "ALL PRIVILEGES" not in grants
+    for pod in ("mysql-1", "mysql-2"):
+        log = cluster.platform.layout.pod(pod).log("clone-mysql").read_text()
+        assert "clone method: clone-plugin" in log and "clone complete (the copy carries its GTID set)" in log
+
+
+def test_a_new_pod_that_cannot_verify_its_peers_clones_from_nobody(cluster):
+    """A new pod checks its donor's certificate against the cluster's CA: given another CA, it clones
+    from nobody, and leaves nothing a later start could take for data."""
+    from mysqlsts.chart import tls as chart_tls
+    from mysqlsts.chart import values as chart_values
+    from mysqlsts.state import read_json, write_json
+
+    secret_file = cluster.state / cluster.name / "secret.json"
+    kept = read_json(secret_file)
+    foreign = chart_tls.generate(chart_values.load([], ["name=elsewhere"]))  # another cluster's CA
+    pod = cluster.platform.layout.pod("mysql-3")
+    shutil.rmtree(pod.dir, ignore_errors=True)
+    try:
+        write_json(secret_file, {**kept, "tlsCA": foreign["tlsCA"]}, 0o600)  # what mysql-3's volume gets
+        result = cluster.run("scale", "--replicas", "4", "--timeout", "20")
+        assert result.returncode == 1, result.stderr
+        log = pod.log("clone-mysql").read_text()
+        assert "cannot donate (its clone listener does not answer)" in log, log[-2000:]
+        assert "clone complete" not in log and not (pod.pv / "data").exists()
+    finally:
+        write_json(secret_file, kept, 0o600)
+    ok(cluster.run("scale", "--replicas", "3", "--delete-data"))
+    assert wait_healthy(cluster)["healthy"]
+
+
+def test_the_clone_plugin_checks_its_donors_certificate(cluster):
+    """The CLONE plugin's own check, as clone-mysql.sh sets it up (clone_ssl_ca, _cert, _key): a donor
+    whose certificate the recipient's CA did not sign is refused before a byte is copied."""
+    if cluster.flavor != "mysql":
+        pytest.skip("mariabackup's stream is checked by socat: test_the_clone_port_speaks_only_tls_...")
+    from mysqlsts.chart import tls as chart_tls
+    from mysqlsts.chart import values as chart_values
+
+    recipient = cluster.platform.layout.pod("mysql-2")
+    foreign = recipient.tmp / "foreign-ca.crt"
+    foreign.write_text(chart_tls.generate(chart_values.load([], ["name=elsewhere"]))["tlsCA"])
+    donor = cluster.fqdn("mysql-1")
+    secret = cluster.passwords()["cloneSecret"]
+    with cluster.connect(cluster.fqdn("mysql-2")) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL clone_valid_donor_list = %s", (f"{donor}:3306",))
+        cur.execute("SET GLOBAL clone_ssl_cert = %s, GLOBAL clone_ssl_key = %s",
+                    (str(recipient.volumes["tls"] / "tls.crt"), str(recipient.volumes["tls"] / "tls.key")))
+        for ca, works in ((foreign, False), (recipient.volumes["tls"] / "ca.crt", True)):
+            target = recipient.tmp / f"clone-{works}"
+            shutil.rmtree(target, ignore_errors=True)
+            cur.execute("SET GLOBAL clone_ssl_ca = %s", (str(ca),))
+            try:
+                cur.execute(f"CLONE INSTANCE FROM 'mysqlsts_clone'@'{donor}':3306 IDENTIFIED BY %s "
+                            "DATA DIRECTORY = %s REQUIRE SSL", (secret, str(target)))
+                assert works, "cloned from a donor whose certificate the recipient's CA did not sign"
+                assert (target / "mysql.ibd").is_file()
+            except pymysql.err.OperationalError as e:
+                assert not works and "certificate verify failed" in str(e), e
+            finally:
+                shutil.rmtree(target, ignore_errors=True)
+
+
 def test_replication_runs_over_tls_with_the_source_verified(cluster):
     current = roles(cluster)
     (primary,) = [p for p, r in current.items() if r == "primary"]
+    flavor = server_flavors.get(cluster.flavor)
+    word = "Source" if cluster.flavor == "mysql" else "Master"
     for pod in [p for p, r in current.items() if r == "replica"]:
         with cluster.connect(cluster.fqdn(pod)) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("SHOW SLAVE STATUS")
+            cur.execute(flavor.replica_status_sql)
             status = cur.fetchone()
-        assert status["Slave_IO_Running"] == "Yes", status
-        assert status["Master_SSL_Allowed"] == "Yes" and status["Master_SSL_Verify_Server_Cert"] == "Yes"
-        assert status["Master_SSL_CA_File"] == str(cluster.state / "mysql" / "pods" / pod / "tls" / "ca.crt")
+        assert status[flavor.column("Replica_IO_Running")] == "Yes", status
+        assert status[f"{word}_SSL_Allowed"] == "Yes" and status[f"{word}_SSL_Verify_Server_Cert"] == "Yes"
+        assert status[f"{word}_SSL_CA_File"] == str(cluster.state / "mysql" / "pods" / pod / "tls" / "ca.crt")
     # The replication account takes TLS sessions only: the running receivers above are TLS sessions.
     host = cluster.fqdn(primary)
     password = cluster.passwords()["replicationPassword"]
@@ -428,7 +634,8 @@ def test_replication_runs_over_tls_with_the_source_verified(cluster):
                          ssl_verify_identity=True, connect_timeout=5) as conn, conn.cursor() as cur:
         cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
         assert cur.fetchone()[1]
-        cur.execute("SHOW GRANTS")
+        # MySQL tells the account's TLS requirement apart from its grants.
+        cur.execute("SHOW CREATE USER CURRENT_USER()" if cluster.flavor == "mysql" else "SHOW GRANTS")
         assert "REQUIRE SSL" in cur.fetchone()[0]
 
 
@@ -439,11 +646,12 @@ def test_bad_values_are_rejected_before_anything_starts(tmp_path):
     assert not (tmp_path / "mysql").exists()
 
 
-def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path):
-    c = LocalCluster(tmp_path / "state", "tricky")
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path, flavor):
+    c = LocalCluster(tmp_path / "state", "tricky", flavor)
     sets = [arg for k, v in TRICKY.items() for arg in ("--set", f"auth.{k}={v}")]
     try:
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "2", *sets))
+        ok(c.bootstrap("--replicas", "2", *sets))
         assert {k: c.passwords()[k] for k in TRICKY} == TRICKY  # beside them, the TLS pair
         assert c.verify()["healthy"]
         with c.connect(c.fqdn("tricky-0")) as conn, conn.cursor() as cur:  # root logs in with its password
@@ -463,10 +671,13 @@ def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path):
                     assert pw not in args, f"pid {entry.name} has a password in its arguments"
                     assert pw.encode() not in environment, f"pid {entry.name} has a password in its environment"
         # No file holds one, except the secret file, the pods' Secret volumes (files of mode 0440)
-        # and the server's own replication metadata (master.info), where every MariaDB replica
-        # keeps its source credentials.
+        # and the server's own replication metadata, where every replica keeps its source's credentials:
+        # master.info (MariaDB); the mysql.slave_master_info table (MySQL), in the mysql tablespace and
+        # in the InnoDB logs that record its changes (redo, undo).
         for path in (c.state).rglob("*"):
-            if not path.is_file() or path == secret_file or path.name == "master.info" or \
+            innodb = path.name in ("mysql.ibd", "ibdata1") or path.parent.name == "#innodb_redo" or \
+                path.name.startswith("undo_")
+            if not path.is_file() or path == secret_file or path.name == "master.info" or innodb or \
                     path.parent.name == "secrets":
                 continue
             data = path.read_bytes()

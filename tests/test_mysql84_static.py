@@ -336,7 +336,7 @@ def flavor_items() -> list[tuple[str, str]]:
 
 
 # SHOW REPLICA STATUS as MySQL 8.4 names its columns, plus what observe() selects.
-ROW_84 = dict(ro=1, sro=1, gtid="3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", Value="ON", v=1, origin="u",
+ROW_84 = dict(ro=1, sro=1, gtid="3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", Value="ON", v=1, origin="u", alone=1,
               Source_Host="mysql-0.mysql", Replica_IO_Running="Yes", Replica_SQL_Running="Yes",
               Seconds_Behind_Source=0, Retrieved_Gtid_Set="", Last_IO_Error="", Last_SQL_Error="", Last_IO_Errno=0)
 
@@ -347,11 +347,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
-        self.dict_rows = False
 
     def cursor(self, kind=None):
-        self.dict_rows = kind is not None
-        return self
+        return _RecordingCursor(self, dict_rows=kind is not None)
+
+
+class _RecordingCursor:
+    def __init__(self, conn: Recorder, dict_rows: bool) -> None:
+        self.conn, self.dict_rows = conn, dict_rows
 
     def __enter__(self):
         return self
@@ -360,12 +363,15 @@ class Recorder:
         return False
 
     def execute(self, sql: str, args=None) -> None:
-        self.statements.append(sql)
+        self.conn.statements.append(sql)
+        self.last = sql
 
     def fetchone(self):
         if self.dict_rows:
             return ROW_84
-        return ("/etc/mysql/tls/ca.pem",) if "ssl_ca" in self.statements[-1] else (0, 0)
+        if "ssl_ca" in self.last:
+            return ("/etc/mysql/tls/ca.pem",)
+        return ("",) if "gtid_executed" in self.last else (0, 0)
 
     def fetchall(self) -> list:
         return []
@@ -380,6 +386,7 @@ def executed_by_actions() -> tuple[list[tuple[str, str]], observe.ServerState]:
     actions.wait_applied(conn, m, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", 1)
     for semi in (True, False):
         actions.become_source(conn, m, semi)
+        actions.wait_alone(conn, m, semi)
         actions.replicate_from(conn, m, "mysql-0.mysql", 3306, "repl", "secret", semi)
     actions.write_probe(conn)
     actions.apply_clone_gtid(conn, m, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")

@@ -92,6 +92,22 @@ def test_settle(case, me, peers, fresh, action, primary_, words):
     assert words in decision.reason
 
 
+@pytest.mark.parametrize(("published", "gtids", "action"), [
+    ("mysql-0", "0-100-3", NodeAction.FOLLOW),  # the primary name reaches the writable peer
+    (None, "0-100-3", NodeAction.FOLLOW),  # it reaches no pod: nothing published yet (a first primary)
+    ("mysql-2", "0-100-3", NodeAction.WAIT),  # it reaches another pod: the writable one is not recorded
+    ("mysql-1", "0-100-3", NodeAction.WAIT),  # it reaches this very pod, back fenced: not moved yet
+    ("mysql-2", "0-100-12", NodeAction.WAIT),  # ahead of an unrecorded writable peer: not judged against it
+    ("mysql-0", "0-100-12", NodeAction.QUARANTINE),
+])
+def test_only_the_recorded_primary_is_followed(published, gtids, action):
+    decision = settle(own(gtids), [primary(gtids="0-100-9"), replica("mysql-2", "0-100-9", source=None)], False,
+                      published)
+    assert decision.action is action
+    if action is NodeAction.WAIT:
+        assert f"the primary name reaches {published}" in decision.reason
+
+
 def test_only_wait_leaves_the_role_unsettled():
     assert [a for a in NodeAction if not a.settled] == [NodeAction.WAIT]
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from localcluster import SERVER_MARKS, LocalCluster, Writer, ok, wait_healthy
+from localcluster import SERVER_MARKS, LocalCluster, Writer, flavors, ok, wait_healthy
 
 from mysqlsts.errors import OperationFailed
 from mysqlsts.platform.base import PodInfo
@@ -165,17 +165,17 @@ def test_a_cut_holds_both_ways_spares_its_side_and_heals_without_a_trace(tmp_pat
 # -- on real servers -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = LocalCluster(tmp_path / "state", "part")
+@pytest.fixture(params=flavors("mysql"))
+def cluster(request, tmp_path):
+    c = LocalCluster(tmp_path / "state", "part", request.param)
     try:
         # The cluster's own controller, in its own process: cut off from the primary like its peers. A
         # crashed primary may keep an unacknowledged tail (errant): it is re-cloned automatically. A
         # partition costs about 5 s of RTO here (MariaDB's STOP SLAVE waits 2 s trying to reach the cut
         # primary); this test is about what is lost and who takes writes, not about time on a busy
         # machine, so the RTO limit is 20 s rather than 10.
-        ok(c.run("bootstrap", "--target", "local", "--set", "flavor=mariadb", "--replicas", "3", "--controller",
-                 "--set", "controller.autoReclone=true", "--set", "drills.maxRTOSeconds=20"))
+        ok(c.bootstrap("--replicas", "3", "--controller", "--set", "controller.autoReclone=true",
+                       "--set", "drills.maxRTOSeconds=20"))
         yield c
     finally:
         try:

@@ -20,6 +20,7 @@ VARIANTS = {
     "mariadb-default": ([], ["flavor=mariadb"]),
     "mariadb-custom": ([str(DATA / "mariadb-custom.yaml")], []),
     "mysql-small": ([str(DATA / "mysql-small.yaml")], []),
+    "mysql-84-xtrabackup": ([], ["images.mysql.server=mysql:8.4.7", "mysql.cloneMethod=xtrabackup"]),
     "drills-and-controller": ([], ["drills.schedule=0 3 * * 1", "controller.enabled=true"]),
 }
 TRICKY = "p'a\"s s$w`o\\r d#1;--"
@@ -98,7 +99,11 @@ def test_statefulset_shape(rendered):
     agent, clone = pod["containers"][1:]
     assert agent["image"] == values["images"]["tools"] and agent["command"] == ["mysqlsts", "agent"]
     assert agent["resources"] == values["pod"]["resources"]["agent"]
-    assert clone["image"] == images["backup"] and clone["resources"] == values["pod"]["resources"]["clone"]
+    # The clone init container and listener: the backup tool's image, or the server's with the CLONE plugin.
+    clone_image = images["server"] if values["flavor"] == "mysql" and values["mysql"]["cloneMethod"] == \
+        "clone-plugin" else images["backup"]
+    assert clone["image"] == clone_image and pod["initContainers"][2]["image"] == clone_image
+    assert clone["resources"] == values["pod"]["resources"]["clone"]
     assert clone["ports"] == [{"name": "clone", "containerPort": values["mysql"]["clonePort"]}]
     for container in [c for c in pod["initContainers"] + pod["containers"] if c is not agent]:
         assert container["command"][:2] == ["bash", f"/opt/mysqlsts/scripts/{container['command'][1].split('/')[-1]}"]

@@ -111,37 +111,57 @@ def test_init_mysql_rewrites_the_config_copies_a_failed_attempt_left_read_only(p
     assert (conf / "flavor.cnf").read_text() == "# mariadb\n" and (conf / "role.cnf").read_text() == "# replica\n"
 
 
+class FakeServer:
+    """server.sh over a stand-in mariadbd that records its arguments and refuses while told to."""
+
+    def __init__(self, tmp_path: Path):
+        scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
+        self.tmp, home, self.conf, self.pv = tmp_path, tmp_path / "home", tmp_path / "conf", tmp_path / "pv"
+        home.mkdir()
+        (home / "scripts").symlink_to(scripts)
+        (self.pv / "data").mkdir(parents=True)
+        self.conf.mkdir()
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        server = bin_dir / "mariadbd"
+        server.write_text("#!/bin/bash\n"
+                          f"echo \"$*\" >> {tmp_path}/args\n"
+                          "echo '2026-11-27 21:37:42 0 [Note] Crash table recovery finished.' >&2\n"
+                          f"if [[ -e {tmp_path}/refuse ]]; then\n"
+                          "  echo '2026-11-27 21:37:42 0 [ERROR] Cannot truncate the binary log to "
+                          "file:./mysql-bin.000001 pos:922 as unsafe statement is found at file:./mysql-bin.000001 "
+                          "pos:1123 which is beyond the truncation position;all transactions in doubt are left "
+                          "intact. ' >&2\n"
+                          "  echo '2026-11-27 21:37:42 0 [ERROR] Aborting' >&2; exit 1\n"
+                          "fi\n")
+        server.chmod(0o755)
+        # The peers: the names in `hosts` resolve, and every clone listener answers as `peer-role` says.
+        (tmp_path / "hosts").touch()
+        (bin_dir / "getent").write_text(f"#!/bin/bash\ngrep -qx \"$2\" {tmp_path}/hosts && echo \"127.0.0.9 $2\"\n")
+        (bin_dir / "socat").write_text(f"#!/bin/bash\nread -r _\necho \"0123 $(cat {tmp_path}/peer-role)\"\n")
+        for stub in ("getent", "socat"):
+            (bin_dir / stub).chmod(0o755)
+        self.script = scripts / "server.sh"
+        self.env = {**pod_env(home, self.conf, self.pv, tmp_path), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def start(self) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(self.script)], env=self.env, capture_output=True, text=True, timeout=30)
+
+    def args(self) -> list[list[str]]:
+        """Each start's arguments after --defaults-file."""
+        lines = (self.tmp / "args").read_text().splitlines()
+        assert all(a.split()[0] == f"--defaults-file={self.conf}/my.cnf" for a in lines)
+        return [a.split()[1:] for a in lines]
+
+
 def test_server_recovers_the_tail_as_it_is_once_after_recovery_refused_to_cut_it(tmp_path):
     """MariaDB's crash recovery of a booting replica refuses to cut an unacknowledged tail that has a
     statement it cannot roll back past the cut, and the server exits: the next start must not refuse
     again (a crash loop), but recover the tail as it is, once, for the agent to quarantine."""
-    scripts = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
-    home, conf, pv = tmp_path / "home", tmp_path / "conf", tmp_path / "pv"
-    home.mkdir()
-    (home / "scripts").symlink_to(scripts)
-    (pv / "data").mkdir(parents=True)
-    conf.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    server = bin_dir / "mariadbd"  # a stand-in: records its arguments, refuses while told to
-    server.write_text("#!/bin/bash\n"
-                      f"echo \"$*\" >> {tmp_path}/args\n"
-                      "echo '2026-11-27 21:37:42 0 [Note] Crash table recovery finished.' >&2\n"
-                      f"if [[ -e {tmp_path}/refuse ]]; then\n"
-                      "  echo '2026-11-27 21:37:42 0 [ERROR] Cannot truncate the binary log to file:./mysql-bin.000001 "
-                      "pos:922 as unsafe statement is found at file:./mysql-bin.000001 pos:1123 which is beyond the "
-                      "truncation position;all transactions in doubt are left intact. ' >&2\n"
-                      "  echo '2026-11-27 21:37:42 0 [ERROR] Aborting' >&2; exit 1\n"
-                      "fi\n")
-    server.chmod(0o755)
-    env = {**pod_env(home, conf, pv, tmp_path), "PATH": f"{bin_dir}:/usr/bin:/bin"}
-
-    def start() -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(scripts / "server.sh")], env=env, capture_output=True, text=True,
-                              timeout=30)
-
+    server = FakeServer(tmp_path)
+    pv = server.pv
     (tmp_path / "refuse").touch()
-    refused = start()
+    refused = server.start()
     assert refused.returncode == 1
     assert "Cannot truncate the binary log" in refused.stderr  # the server's log still reaches the pod's log
     assert "Crash table recovery finished." in refused.stderr
@@ -150,15 +170,34 @@ def test_server_recovers_the_tail_as_it_is_once_after_recovery_refused_to_cut_it
         time.sleep(0.01)
     assert (pv / "truncation-refused").read_text().startswith("Cannot truncate the binary log to file:")
     (tmp_path / "refuse").unlink()
-    recovered = start()
+    recovered = server.start()
     assert recovered.returncode == 0, recovered.stderr
     assert "recovering it as it is" in recovered.stderr
     assert not (pv / "truncation-refused").exists()  # once: the next crash is cut again
-    again = start()
+    again = server.start()
     assert again.returncode == 0 and "recovering it as it is" not in again.stderr
-    args = (tmp_path / "args").read_text().splitlines()
-    assert [a.split()[1:] for a in args] == [[], ["--init-rpl-role=MASTER"], []]
-    assert all(a.split()[0] == f"--defaults-file={conf}/my.cnf" for a in args)
+    assert server.args() == [[], ["--init-rpl-role=MASTER"], []]
+
+
+def test_a_primary_restarting_in_place_keeps_its_binlog_tail_unless_a_peer_serves_as_primary(tmp_path):
+    """Booting as a replica cuts what the binlog holds past the engine's commits, acknowledged commits
+    among them: a pod that was the primary keeps that tail, unless another pod is the primary now and
+    the tail is what the pod must lose to rejoin it."""
+    server = FakeServer(tmp_path)
+    (server.pv / "recorded-primary").write_text("mysql-1\n")  # this pod (pod_env: mysql-1)
+    started = server.start()
+    assert started.returncode == 0, started.stderr
+    assert "no peer serves as one: crash recovery keeps the binlog's tail" in started.stderr
+    (tmp_path / "hosts").write_text("mysql-0.mysql.default.svc.cluster.local\n")
+    (tmp_path / "peer-role").write_text("replica\n")  # a peer that answers, but follows
+    assert server.start().returncode == 0
+    (tmp_path / "peer-role").write_text("primary\n")  # a failover made mysql-0 the primary
+    moved = server.start()
+    assert moved.returncode == 0 and "mysql-0 is now: crash recovery cuts the tail" in moved.stderr
+    (server.pv / "recorded-primary").write_text("mysql-0\n")  # a replica: cut, peers not asked
+    (tmp_path / "peer-role").write_text("none\n")
+    assert server.start().returncode == 0
+    assert server.args() == [["--init-rpl-role=MASTER"], ["--init-rpl-role=MASTER"], [], []]
 
 
 MULTI_UUID = ("mysql-bin.000002\t1232\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n"

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from mysqlsts.chart.values import load
 from mysqlsts.decisions.lag import LagBound
-from mysqlsts.decisions.topology import PodView, observed_primary, role, stale_role_labels, verify_checks
+from mysqlsts.decisions.topology import (
+    PodView,
+    observed_primary,
+    role,
+    stale_role_labels,
+    unsettled,
+    verify_checks,
+)
 from mysqlsts.model import ServerState
 
 PRIMARY = ServerState(read_only=False, super_read_only=None, gtid="0-100-9", source_host=None, io_running=None,
@@ -119,14 +127,15 @@ def test_verify_waits_for_a_new_pods_dns_name_then_gives_up_after_the_settle_win
     fresh = [*healthy(), view(3, REPLICA)]
     seen = iter([stale, old_address, fresh])
     c = cluster_module.Cluster.__new__(cluster_module.Cluster)
+    c.values = load([], [])
     monkeypatch.setattr(cluster_module.time, "sleep", lambda s: None)
     monkeypatch.setattr(c, "observe", lambda: next(seen))
-    assert c.observe_settled_dns() == fresh
+    assert c.observe_settled() == fresh
 
     clock = iter(range(0, 1000, 10))
     monkeypatch.setattr(cluster_module.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(c, "observe", lambda: stale)
-    assert c.observe_settled_dns() == stale  # past DNS_SETTLE_SECONDS the stale name is reported as it is
+    assert c.observe_settled() == stale  # past DNS_SETTLE_SECONDS the stale name is reported as it is
 
 
 def labelled(name: str, label: str | None, quarantined: bool = False) -> PodView:
@@ -141,3 +150,13 @@ def test_a_re_created_pod_with_the_template_label_is_republished_at_once():
     assert stale_role_labels(views, "mysql-0") == []
     assert stale_role_labels(views, "mysql-1") == ["mysql-0", "mysql-1"]
     assert stale_role_labels([labelled("mysql-0", None)], "mysql-1") == []  # not labelled here (local)
+
+
+def test_a_replica_applying_what_it_missed_is_waited_for_and_a_broken_one_is_not():
+    bound = LagBound(seconds=10, transactions=1000)
+    assert unsettled(healthy(), semi_sync=False, acks=1, bound=bound) == []
+    views = healthy()
+    views[2] = view(2, dataclasses.replace(REPLICA, lag=12))  # back from a stop: lag is the age of what it applies
+    assert unsettled(views, semi_sync=False, acks=1, bound=bound) == ["mysql-2 catching up (lag 12s exceeds 10s)"]
+    views[2] = view(2, dataclasses.replace(REPLICA, lag=12, sql_running="No", last_error="Duplicate entry"))
+    assert unsettled(views, semi_sync=False, acks=1, bound=bound) == []  # not moving: verify says what is wrong

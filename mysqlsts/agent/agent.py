@@ -36,7 +36,7 @@ from mysqlsts.agent.podenv import PodEnv
 from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import Node, node_of_state
 from mysqlsts.decisions.lag import behind, commit_delay, unapplied
-from mysqlsts.decisions.node import NodeAction, NodeDecision, readiness, serving_role, settle
+from mysqlsts.decisions.node import NodeAction, NodeDecision, acknowledgers, readiness, serving_role, settle
 from mysqlsts.decisions.topology import pod_of
 from mysqlsts.model import ServerError, ServerState
 from mysqlsts.mysql.server import Server, Servers
@@ -123,6 +123,8 @@ class Agent:
             if self.said and self.said.startswith("server: "):
                 self.said = None
             verdict = self.verdict(state)
+            if state.writable and self.env.semi_sync and not state.semi_sync_waits_alone:
+                self.hold_once_replicated(state)
             if self.env.throttle_behind is not None:
                 self.throttle(state)
             return verdict
@@ -171,15 +173,23 @@ class Agent:
             self.unsettled = False
             return None
         own = node_of_state(self.env.pod, server.state(), self.env.flavor)
-        decision = settle(own, self.look_at_peers(), self.fresh_primary)
+        peers = self.look_at_peers()
+        published = self.published([own, *peers]) if any(p.reachable and p.writable for p in peers) else None
+        decision = settle(own, peers, self.fresh_primary, published)
         if decision.action is NodeAction.FOLLOW:
             self.join(server, decision.primary)
         elif decision.action is NodeAction.QUARANTINE:
             self.quarantine(decision.reason)
         elif decision.action is NodeAction.PROMOTE:
             server.become_source(self.env.semi_sync)
+            if self.env.semi_sync:
+                # Its replicas clone from it before they can acknowledge anything: a commit held for an
+                # acknowledgement meanwhile would hold their clone, and itself, forever.
+                server.wait_alone(False)
             server.unfence()
-            self.log(f"writable: this pod is the primary (semi-sync {'ON' if self.env.semi_sync else 'OFF'})")
+            self.log("writable: this pod is the cluster's first primary" + (
+                f" (semi-sync from the moment {self.env.semi_sync_acks} replica(s) replicate from it; until then "
+                "commits wait for no one)" if self.env.semi_sync else " (semi-sync OFF)"))
         elif decision.action is NodeAction.WAIT:
             self.say(decision.reason)
         else:
@@ -193,6 +203,17 @@ class Agent:
         names = self.peers()
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:  # a hung peer costs one timeout
             return list(pool.map(self.peer, names))
+
+    def published(self, nodes: list[Node]) -> str | None:
+        """The pod the primary name reaches, known by the name its server gives its own transactions."""
+        if self.env.primary_fqdn is None:
+            return None
+        try:
+            with self.servers.operator(self.env.primary_fqdn, timeout=PEER_TIMEOUT) as server:
+                origin = server.state().origin
+        except ServerError:
+            return None
+        return next((n.name for n in nodes if n.reachable and n.origin == origin), None)
 
     def peer(self, name: str) -> Node:
         try:
@@ -218,6 +239,16 @@ class Agent:
                             "(error 1236, diverged)")
             return
         self.log(f"replicating from {primary} ({fqdn}) with GTID auto-position")
+
+    def hold_once_replicated(self, state: ServerState) -> None:
+        """The first primary commits without waiting while it has no replica; once enough replicate from it,
+        it holds every commit for an acknowledgement, for good (no fall-back to async when they go)."""
+        following = acknowledgers(self.env.pod, self.look_at_peers())
+        if len(following) < self.env.semi_sync_acks:
+            return
+        with self.own() as server:
+            server.wait_alone(True)
+        self.log(f"semi-sync holds every commit from now on: {', '.join(following)} replicate from this pod")
 
     def throttle(self, state: ServerState) -> None:
         """Flow control on the primary: set the group-commit delay decisions/lag.commit_delay gives for

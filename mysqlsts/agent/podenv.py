@@ -36,6 +36,8 @@ class PodEnv:
     bound: LagBound  # how far behind a replica may be and still be ready
     throttle_behind: int | None  # the primary's flow control (failover.throttleBehindTransactions); None: off
     semi_sync: bool
+    semi_sync_acks: int  # replicas that acknowledge each commit
+    primary_service: str | None  # the name writes go to: the recorded primary's (None: rendered before it)
     pv_dir: Path
     run_dir: Path
     secrets_dir: Path
@@ -54,6 +56,8 @@ class PodEnv:
                    bound=LagBound(int(environ["MAX_LAG_SECONDS"]), optional_int(environ, "MAX_BEHIND_TRANSACTIONS")),
                    throttle_behind=optional_int(environ, "THROTTLE_BEHIND_TRANSACTIONS"),
                    semi_sync=environ["SEMI_SYNC"] == "true",
+                   semi_sync_acks=optional_int(environ, "SEMI_SYNC_ACKS") or 1,
+                   primary_service=environ.get("PRIMARY_SERVICE") or None,
                    pv_dir=Path(environ["PV_DIR"]), run_dir=Path(environ["RUN_DIR"]),
                    secrets_dir=Path(environ["SECRETS_DIR"]))
 
@@ -103,6 +107,12 @@ class PodEnv:
 
     def fqdn(self, pod: str) -> str:
         return f"{pod}.{self.headless}.{self.namespace}.svc.{self.domain}"
+
+    @property
+    def primary_fqdn(self) -> str | None:
+        if self.primary_service is None:
+            return None
+        return f"{self.primary_service}.{self.namespace}.svc.{self.domain}"
 
     @property
     def own_fqdn(self) -> str:

@@ -60,6 +60,10 @@ class Names:
     record: str  # the recorded primary: a ConfigMap mysqlsts writes, apart from the StatefulSet
 
 
+    def pods(self, replicas: int) -> list[str]:
+        """The StatefulSet's pod names, by ordinal."""
+        return [f"{self.sts}-{i}" for i in range(replicas)]
+
     @classmethod
     def of(cls, name: str) -> Names:
         return cls(sts=name, headless=name, primary=f"{name}-primary", read=f"{name}-read",
@@ -93,22 +97,42 @@ def semi_sync_on(values: Values) -> bool:
     return bool(values["mysql"]["semiSync"]["enabled"]) and values["replicas"] > 1
 
 
+def semi_sync_acks(values: Values) -> int:
+    """How many replicas acknowledge each commit (MariaDB: always one)."""
+    return int(values["mysql"]["semiSync"]["waitForReplicaCount"]) if values["flavor"] == "mysql" else 1
+
+
+def clone_method(values: Values) -> str:
+    """How an empty pod copies its data: MariaDB's backup tool, or MySQL's CLONE plugin or xtrabackup."""
+    return "mariabackup" if values["flavor"] == "mariadb" else values["mysql"]["cloneMethod"]
+
+
+def clone_image(values: Values) -> str:
+    """The image of the clone init container and the clone listener: the server itself clones with the
+    CLONE plugin; a backup tool comes in the backup image."""
+    images = values["images"][values["flavor"]]
+    return images["server"] if clone_method(values) == "clone-plugin" else images["backup"]
+
+
 def script_env(values: Values) -> list[Obj]:
     """The environment every script runs with, in the pod and in the local runtime alike."""
     plain = {
         "CLUSTER_NAME": values["name"],
         "POD_NAMESPACE": values["namespace"],
         "HEADLESS_SERVICE": Names.of(values["name"]).headless,
+        "PRIMARY_SERVICE": Names.of(values["name"]).primary,
         "CLUSTER_DOMAIN": values["clusterDomain"],
         "FLAVOR": values["flavor"],
         "SERVER_ID_OFFSET": str(values["mysql"]["serverIdOffset"]),
         "MYSQL_PORT": str(values["mysql"]["port"]),
         "CLONE_PORT": str(values["mysql"]["clonePort"]),
+        "CLONE_METHOD": clone_method(values),
         "CLONE_THROTTLE": str(values["mysql"]["cloneThrottle"]),
         "MAX_LAG_SECONDS": str(values["health"]["maxLagSeconds"]),
         "MAX_BEHIND_TRANSACTIONS": str(values["health"]["maxBehindTransactions"]),
         "THROTTLE_BEHIND_TRANSACTIONS": str(values["failover"]["throttleBehindTransactions"] or ""),
         "SEMI_SYNC": "true" if semi_sync_on(values) else "false",
+        "SEMI_SYNC_ACKS": str(semi_sync_acks(values)),
         **POD_PATHS,
     }
     env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
@@ -173,6 +197,7 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "v": values,
         "flavor": flavors.get(values["flavor"]),
         "images": values["images"][values["flavor"]],
+        "clone_image": clone_image(values),
         "names": Names.of(values["name"]),
         "labels": labels(values),
         "selector": selector(values),

@@ -277,7 +277,8 @@ def upgrade(recorded: Values) -> Values:
     """Values an earlier mysqlsts recorded for a cluster, in today's shape (a copy).
     0.1: pod.resources.sidecar, for the container that settled the role and served clones; since,
     the pod agent (`agent`, defaults) and the clone listener (`clone`, which runs the backup tool and
-    keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0). Keys
+    keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0); before
+    mysql.cloneMethod, MySQL cloned with xtrabackup. Keys
     added since take today's defaults, as a chart upgrade does (mysql.applierThreads,
     health.maxBehindTransactions, failover.throttleBehindTransactions); they reach the pods when the
     cluster is next rendered."""
@@ -294,6 +295,8 @@ def upgrade(recorded: Values) -> Values:
         resources.setdefault("agent", defaults()["pod"]["resources"]["agent"])
     if isinstance(values.get("mysql"), dict):
         values["mysql"].setdefault("cloneThrottle", 0)
+        # Before mysql.cloneMethod, MySQL pods cloned with xtrabackup (MySQL 8.4 images).
+        values["mysql"].setdefault("cloneMethod", "xtrabackup")
     return values
 
 
@@ -333,3 +336,29 @@ def check(values: Values, schema: dict[str, Any] | None = None) -> Values:
     if problems:
         raise BadInput(problems)
     return values
+
+
+# Keys an existing cluster's data is tied to: the key and what to do instead of changing it.
+IMMUTABLE = {
+    "flavor": "its data directories belong to this server; bootstrap a new cluster of the other flavor and "
+              "move the data with a dump",
+    "namespace": "the pods' names, in their data and in replication, carry it; bootstrap a new cluster there",
+    "clusterDomain": "the pods' names, in their data and in replication, carry it; bootstrap a new cluster",
+    "mysql.serverIdOffset": "server IDs name the transactions in the binary logs; keep it",
+    "storage.size": "volumes keep the size they were made with; expand each PersistentVolumeClaim where the "
+                    "StorageClass allows it, and keep the recorded size here",
+    "storage.storageClassName": "volumes keep the class they were made with; bootstrap a new cluster",
+}
+
+
+def immutable_changes(recorded: Values, wanted: Values) -> list[str]:
+    """One line per key that an existing cluster cannot take a new value for."""
+    problems = []
+    for key, instead in IMMUTABLE.items():
+        old, new = recorded, wanted
+        for part in key.split("."):
+            old = old.get(part) if isinstance(old, dict) else None
+            new = new.get(part) if isinstance(new, dict) else None
+        if old is not None and old != new:
+            problems.append(f"{key}: cannot change on an existing cluster ({old!r} -> {new!r}): {instead}")
+    return problems

@@ -125,14 +125,20 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         sets.append("controller.enabled=true")
     values = chart_values.load(args.values_files, sets)
     platform = platform_for(args, values["name"], values["namespace"])
-    if platform.exists():  # an existing cluster: files and --set change its own values, not the defaults
-        values = chart_values.load(args.values_files, sets, base=platform.values())
+    recorded = platform.recorded_values()
+    if recorded is not None:  # an existing cluster or its kept data: files and --set change its own values
+        if not platform.exists():
+            output.progress(f"cluster {values['name']}: data kept by destroy; starting from its values and passwords")
+        values = chart_values.load(args.values_files, sets, base=recorded)
+        problems = chart_values.immutable_changes(recorded, values)
+        if problems:
+            raise BadInput(problems)
     announce(args, platform.describe())
     with platform.lock():
         passwords, _ = secrets.merge(values, platform.stored_passwords())
         objects = render(values, passwords)
         changes = []
-        if not platform.exists() and values["replicas"] > 1:
+        if recorded is None and values["replicas"] > 1:
             # Pods start together (Parallel): a new cluster's pod 0 would see its peers and wait to clone
             # from them. It initializes the first primary alone; the others then clone from it.
             # The same objects, the StatefulSet at one replica: the pod template must not change after.
@@ -207,6 +213,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
 def pod_cmd(args: argparse.Namespace, action: str, done: str) -> int:
     """One pod-level lifecycle step under the lock, then the verification that every command ends with."""
     platform, cluster = existing(args)
+    cluster.check_member(args.pod)
     with locked(platform, args):
         getattr(cluster, action)(args.pod, args.timeout)
         announce(args, f"{args.pod} {done}")
@@ -221,12 +228,14 @@ def restart_pod_cmd(args: argparse.Namespace) -> int:
 def destroy_cmd(args: argparse.Namespace) -> int:
     name = _cluster_name(args)
     platform = platform_for(args, name)
-    if not platform.exists():
+    if not platform.exists() and not (args.delete_data and platform.recorded_values() is not None):
         raise BadInput(f"--name: no cluster {name!r} ({platform.describe()})")
     output.line(platform.describe())
     with platform.lock():
         platform.destroy(args.delete_data)
-    output.line(f"cluster {name} destroyed" + (" with its data" if args.delete_data else "; data kept"))
+    output.line(f"cluster {name} destroyed" + (" with its data" if args.delete_data else
+                                                "; its data, passwords and values kept for a later bootstrap "
+                                                "(destroy --delete-data removes them)"))
     return 0
 
 
@@ -272,6 +281,8 @@ def _forwarded_holder(args: argparse.Namespace) -> list[str]:
 
 def switchover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
+    if args.to:
+        cluster.check_member(args.to, "--to")
     timeout_flag, job_timeout = _role_change_job(args)
     remote = ["switchover", *(["--to", args.to] if args.to else []), *timeout_flag,
               *_forwarded_holder(args)]
@@ -282,6 +293,8 @@ def switchover_cmd(args: argparse.Namespace) -> int:
 
 def failover_cmd(args: argparse.Namespace) -> int:
     platform, cluster = existing(args)
+    if args.to:
+        cluster.check_member(args.to, "--to")
     flags = {"--force": args.force, "--if-no-primary": args.if_no_primary}
     timeout_flag, job_timeout = _role_change_job(args)
     remote = ["failover", *(["--to", args.to] if args.to else []), *timeout_flag,

@@ -150,12 +150,15 @@ def primary_lost(nodes: list[Node], primary: str | None) -> Verdict:
 
 
 def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
-          avoid: str | None = None, planned: bool = False) -> Election:
+          avoid: str | None = None, planned: bool = False, primary: str | None = None) -> Election:
     """The node to promote: the one holding everything any node has (so no acknowledged
     write is lost), never an errant or quarantined node, never one lagging beyond max_lag.
     `to` forces the choice (it is still checked); `avoid` loses ties; lost GTIDs are reported, never hidden.
     `planned`: the primary answers, fenced, and the candidate receives everything from it before it
-    takes writes, so nothing can be lost and only what each node still has to apply counts."""
+    takes writes, so nothing can be lost and only what each node still has to apply counts.
+    `primary`: the recorded primary. What it alone holds is never errant: no failover has moved the
+    role since it wrote it, so when it answers (it restarted) that is the newest history, not a stray
+    (its replicas may have lost their copies of acknowledged commits in their own crash recovery)."""
     excluded: dict[str, str] = {}
     errant_nodes: set[str] = set()
     eligible = []
@@ -167,7 +170,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
         elif is_diverged(n, nodes):
             excluded[n.name] = "errant transactions: its source refused its GTID position (diverged)"
             errant_nodes.add(n.name)
-        elif (e := errant(n, nodes)) is not None:
+        elif n.name != primary and (e := errant(n, nodes)) is not None:
             excluded[n.name] = f"errant transactions {e}"
             errant_nodes.add(n.name)
         elif max_lag is not None and n.lag is not None and n.lag > max_lag and not n.writable:
@@ -204,7 +207,7 @@ def elect(nodes: list[Node], max_lag: int | None = None, to: str | None = None,
         if n.name == chosen.name or n.known is None:
             continue
         missing = n.known.minus(chosen.known)
-        if (e := errant(n, nodes)) is not None:
+        if n.name != primary and (e := errant(n, nodes)) is not None:
             missing = missing.minus(e)  # its own stray writes: quarantined, never replicated
         if missing:
             lost[n.name] = str(missing)
@@ -225,6 +228,16 @@ def switchover_candidate(nodes: list[Node], primary: str, to: str | None = None)
     candidates = [n for n in replicas if n.name not in broken]
     result = elect(candidates, to=to, planned=True)
     return Election(result.candidate, result.reason, excluded={**broken, **result.excluded}, errant=result.errant)
+
+
+def repoint_order(replicas: list[str], old: str | None, acks: int) -> tuple[list[str], list[str]]:
+    """Which nodes follow the new primary before it takes writes, and which after. A switchover's old
+    primary goes last: on MySQL, turning its semi-sync source off waits for its acknowledgement receiver
+    to notice (up to 1 s), and that need not delay anyone's writes, unless its acknowledgement is one of
+    the `acks` the new primary's first commit needs (0: semi-sync off)."""
+    if old not in replicas or len(replicas) - 1 < acks:
+        return list(replicas), []
+    return [r for r in replicas if r != old], [old]
 
 
 def _ordinal(name: str) -> int:

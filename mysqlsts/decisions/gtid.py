@@ -127,7 +127,9 @@ class MariadbGtidPos:
             m = re.fullmatch(r"(\d+)-(\d+)-(\d+)", part)
             if not m:
                 raise GtidError(f"not a MariaDB GTID position: {text!r}")
-            domains[int(m[1])] = (int(m[2]), int(m[3]))
+            domain, server, seq = int(m[1]), int(m[2]), int(m[3])
+            if domain not in domains or domains[domain][1] < seq:  # named twice (binlog, replication): the further
+                domains[domain] = (server, seq)
         return cls(domains)
 
     def __str__(self) -> str:

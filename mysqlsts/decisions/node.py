@@ -37,11 +37,14 @@ class NodeDecision:
     primary: str | None = None  # the primary the node is, follows or is to follow
 
 
-def settle(own: Node, peers: list[Node], fresh_primary: bool) -> NodeDecision:
+def settle(own: Node, peers: list[Node], fresh_primary: bool, published: str | None = None) -> NodeDecision:
     """One look at the node and its peers, in this order:
     1. the node is writable, or replicates with its receiver running: settled already;
     2. exactly one peer is writable: follow it, unless the node holds transactions that peer
-       lacks (errant): then quarantine;
+       lacks (errant): then quarantine; but only when it is the recorded primary, as far as the
+       node can tell: `published` is the pod the cluster's primary name reaches (None: no pod
+       answers there, as before the first primary is published); a writable peer that is not the
+       pod it names is not followed, nor judged against (a person or a command made it writable);
     3. several peers are writable: refuse to pick one;
     4. the node is the first primary its init container created a moment ago (fresh_primary)
        and no peer answers: promote itself;
@@ -57,6 +60,10 @@ def settle(own: Node, peers: list[Node], fresh_primary: bool) -> NodeDecision:
                                              "pick one; waiting for the orchestrator")
     if len(writable) == 1:
         primary = next(p for p in answering if p.writable)
+        if published is not None and published != primary.name:
+            return NodeDecision(NodeAction.WAIT, f"{primary.name} is writable but the primary name reaches "
+                                                 f"{published}: following only the recorded primary; waiting "
+                                                 "for the orchestrator")
         extra = unknown_to(own, primary)
         if extra is not None:
             return NodeDecision(NodeAction.QUARANTINE, f"errant transactions: {extra} is not contained in "
@@ -71,6 +78,11 @@ def settle(own: Node, peers: list[Node], fresh_primary: bool) -> NodeDecision:
                                              "for the orchestrator to choose a primary")
     return NodeDecision(NodeAction.WAIT, f"no primary found among the peers yet ({len(answering)} answered); "
                                          "waiting")
+
+
+def acknowledgers(own: str, peers: list[Node]) -> list[str]:
+    """Peers that replicate from `own` with their receiver connected: the ones that acknowledge its commits."""
+    return sorted(p.name for p in peers if p.reachable and p.source == own and p.io_running)
 
 
 def serving_role(state: ServerState | None, not_ready: str | None) -> str:

@@ -93,14 +93,42 @@ def verify_checks(views: list[PodView], recorded: str | None, primary_fqdn: str,
         checks.append(Check(f"primary name {primary_fqdn}", primary_name_reaches == primary,
                             f"reaches {primary_name_reaches or 'nothing'}, the primary is {primary}"))
         if semi_sync:
-            checks.append(Check("semi-sync active on the primary", pview.state.semi_sync_source_on,
-                                "acknowledged commits" if pview.state.semi_sync_source_on
-                                else "OFF: commits are not waiting for a replica (async)"))
+            checks.append(semi_sync_check(pview.state))
     for v in views:
         if v.name == primary:
             continue
         checks.append(replica_check(v, primary, views, bound, semi_sync))
     return checks
+
+
+def semi_sync_check(state: ServerState) -> Check:
+    name = "semi-sync active on the primary"
+    if not state.semi_sync_source_on:
+        return Check(name, False, "OFF: commits are not waiting for a replica (async)")
+    if not state.semi_sync_waits_alone:
+        return Check(name, False, "commits would not wait while no replica is connected (async then)")
+    return Check(name, True, "acknowledged commits")
+
+
+def unsettled(views: list[PodView], semi_sync: bool, acks: int, bound: LagBound) -> list[str]:
+    """What a look taken just after a change may still see moving: a pod's DNS name resolving to nothing
+    or to the address its predecessor had (cached for the answer's TTL), a replica back from a stop
+    applying what it missed (healthy threads, past the lag bound: its lag is the age of the transaction
+    it applies, so it falls as it catches up, and may first rise after the pod turned ready on an
+    applier that had nothing to do yet), and the first primary whose agent has not yet seen that its
+    replicas joined (it then holds every commit for an acknowledgement)."""
+    moving = [f"the DNS name of {v.name}" for v in views if v.running and v.address and v.resolved != v.address]
+    moving += [f"{v.name} catching up ({bound.exceeded(v.state.lag, v.behind)})" for v in views
+               if v.state is not None and v.state.io_running == "Yes" and v.state.sql_running == "Yes"
+               and not v.state.last_error and bound.exceeded(v.state.lag, v.behind)]
+    primary = observed_primary(views)
+    if semi_sync and primary is not None:
+        state = next(v.state for v in views if v.name == primary)
+        following = [v.name for v in views if v.state is not None and pod_of(v.state.source_host) == primary
+                     and v.state.io_running == "Yes"]
+        if not state.semi_sync_waits_alone and len(following) >= acks:
+            moving.append(f"the semi-sync of {primary}, which {', '.join(following)} replicate from")
+    return moving
 
 
 def replica_check(v: PodView, primary: str | None, views: list[PodView], bound: LagBound, semi_sync: bool) -> Check:

@@ -15,6 +15,7 @@ import pymysql
 from mysqlsts.decisions import gtid
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
+from mysqlsts.mysql.observe import held
 
 
 def execute(conn, *statements: str, args: tuple | None = None) -> None:
@@ -23,30 +24,108 @@ def execute(conn, *statements: str, args: tuple | None = None) -> None:
             cur.execute(sql, args)
 
 
+SEMI_SYNC_WAIT_STATE = "Waiting for semi-sync ACK%"  # both flavors' processlist state of an unacknowledged commit
+# Sessions a fence never ends: its own, the server's threads, and the replicas' binlog dump threads
+# (a switchover's candidate still receives the old primary's last transactions through them).
+_SPARED = ("id <> CONNECTION_ID() AND user NOT IN ('system user', 'event_scheduler') "
+           "AND LEFT(command, 11) <> 'Binlog Dump'")
+
+
 def fence(conn, flavor: Flavor, grace: float) -> list[int]:
-    """Make the server refuse writes. Setting read_only waits for transactions holding
-    writes; after `grace` seconds those are killed. Returns the killed connection ids."""
+    """Make the server refuse writes; returns the connection ids it ended to get there.
+
+    Setting read_only waits for what holds a commit or a lock: a transaction holding writes, a
+    LOCK TABLES ... WRITE, a commit waiting for a semi-sync acknowledgement that may never come (no
+    replica, or none connected). After `grace` seconds (at least 1) the holders are ended: the
+    transactions and the waiting commits (their clients are cut off, never acknowledged: the commit
+    stays on this node only, as a killed primary's tail does), then, if that was not enough, every
+    client session. A semi-sync source is switched to async for the moment its waiting commits need
+    to finish, and back once fenced: nothing commits on a fenced server. A fence that still cannot be
+    set raises error 1205 naming the sessions that hold it."""
     killed: list[int] = []
     with conn.cursor() as cur:
         cur.execute("SET SESSION lock_wait_timeout = %s", (max(1, int(grace)),))
-        for attempt in range(3):
+        for ending in (_holders, _clients, None):
             try:
-                cur.execute("SET GLOBAL read_only = ON")
-                if flavor.super_read_only_var:
-                    cur.execute(f"SET GLOBAL {flavor.super_read_only_var} = ON")
+                _set_fence(cur, flavor)
                 return killed
             except pymysql.err.OperationalError as e:
-                if e.args[0] != 1205 or attempt == 2:
+                if e.args[0] != 1205:
                     raise
-            cur.execute("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> "
-                        "CONNECTION_ID()")
-            for (thread,) in cur.fetchall():
-                try:
-                    cur.execute(f"KILL CONNECTION {int(thread)}")
-                    killed.append(int(thread))
-                except pymysql.MySQLError:
-                    pass  # it finished meanwhile
+                if ending is None:
+                    raise pymysql.err.OperationalError(1205, f"the fence (read_only) is held by: {_sessions(cur)}") \
+                        from e
+            cur.execute("SET SESSION lock_wait_timeout = 1")
+            killed += _kill(cur, ending(cur, flavor))
+            _release_waiting_commits(cur, flavor)
     return killed
+
+
+def _set_fence(cur, flavor: Flavor) -> None:
+    cur.execute("SET GLOBAL read_only = ON")
+    if flavor.super_read_only_var:
+        cur.execute(f"SET GLOBAL {flavor.super_read_only_var} = ON")
+
+
+def _holders(cur, flavor: Flavor) -> set[int]:
+    """Sessions in a transaction, waiting for a semi-sync acknowledgement, or (MySQL) holding a table lock."""
+    cur.execute("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> "
+                "CONNECTION_ID()")
+    found = {int(r[0]) for r in cur.fetchall()}
+    cur.execute(f"SELECT id FROM information_schema.processlist WHERE {_SPARED} AND state LIKE %s",
+                (SEMI_SYNC_WAIT_STATE,))
+    found |= {int(r[0]) for r in cur.fetchall()}
+    if flavor.name == "mysql":  # MariaDB ships performance_schema off: its clients go in the second round
+        cur.execute("SELECT DISTINCT t.processlist_id FROM performance_schema.metadata_locks l "
+                    "JOIN performance_schema.threads t ON t.thread_id = l.owner_thread_id "
+                    "WHERE l.lock_status = 'GRANTED' AND l.object_type IN ('TABLE', 'GLOBAL', 'COMMIT', 'BACKUP LOCK') "
+                    "AND t.processlist_id IS NOT NULL AND t.processlist_id <> CONNECTION_ID() "
+                    "AND t.processlist_user NOT IN ('system user', 'event_scheduler')")
+        found |= {int(r[0]) for r in cur.fetchall()}
+    return found
+
+
+def _clients(cur, flavor: Flavor) -> set[int]:
+    cur.execute(f"SELECT id FROM information_schema.processlist WHERE {_SPARED}")
+    return {int(r[0]) for r in cur.fetchall()}
+
+
+def _kill(cur, threads: set[int]) -> list[int]:
+    killed = []
+    for thread in sorted(threads):
+        try:
+            cur.execute(f"KILL CONNECTION {int(thread)}")
+            killed.append(thread)
+        except pymysql.MySQLError:
+            pass  # it finished meanwhile
+    return killed
+
+
+def _release_waiting_commits(cur, flavor: Flavor) -> None:
+    """A killed session's commit goes on waiting for its acknowledgement, and holds the fence: switch
+    the source to async until the fence is set, then back (a 1205 here is the caller's next try's)."""
+    cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE state LIKE %s", (SEMI_SYNC_WAIT_STATE,))
+    if not cur.fetchone()[0]:
+        return
+    cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_source_var}")
+    if not int(cur.fetchone()[0]):
+        return
+    cur.execute(f"SET GLOBAL {flavor.semi_sync_source_var} = OFF")
+    try:
+        _set_fence(cur, flavor)
+    except pymysql.err.OperationalError as e:
+        if e.args[0] != 1205:
+            raise
+    finally:
+        cur.execute(f"SET GLOBAL {flavor.semi_sync_source_var} = ON")
+
+
+def _sessions(cur) -> str:
+    cur.execute(f"SELECT id, user, host, command, state, LEFT(COALESCE(info, ''), 80) FROM "
+                f"information_schema.processlist WHERE {_SPARED}")
+    rows = cur.fetchall()
+    return "; ".join(f"#{i} {u}@{h} {c} {st or '-'}: {info or '-'}" for i, u, h, c, st, info in rows) or \
+        "no session (a server thread)"
 
 
 def unfence(conn, flavor: Flavor) -> None:
@@ -87,10 +166,20 @@ def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
 
 
 def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
-    """Stop replicating and start acknowledging as a semi-sync source; still fenced."""
+    """Stop replicating and start acknowledging as a semi-sync source, which holds a commit while no replica
+    is connected; still fenced."""
     on = "ON" if semi_sync else "OFF"
     execute(conn, flavor.stop_replica_sql, flavor.reset_replica_sql,
-            f"SET GLOBAL {flavor.semi_sync_replica_var} = OFF", f"SET GLOBAL {flavor.semi_sync_source_var} = {on}")
+            f"SET GLOBAL {flavor.semi_sync_replica_var} = OFF", f"SET GLOBAL {flavor.semi_sync_source_var} = {on}",
+            f"SET GLOBAL {flavor.semi_sync_wait_alone_var} = ON")
+
+
+def wait_alone(conn, flavor: Flavor, wait: bool) -> None:
+    """Whether a semi-sync source with no replica connected holds a commit until one acknowledges it (the
+    only setting once a cluster has replicas: no silent fall-back to async), or commits it unacknowledged
+    (the first primary of a new cluster: its replicas must clone from it first, and a commit held there
+    would hold their clone forever). Off, the source turns semi-sync on by itself once replicas connect."""
+    execute(conn, f"SET GLOBAL {flavor.semi_sync_wait_alone_var} = {'ON' if wait else 'OFF'}")
 
 
 def apply_clone_gtid(conn, flavor: Flavor, gtids: str) -> None:
@@ -142,7 +231,9 @@ def replicate_from(conn, flavor: Flavor, source_fqdn: str, port: int, user: str,
     certificate verified, and start replicating."""
     on = "ON" if semi_sync else "OFF"
     ca = server_ca(conn)
-    execute(conn, flavor.stop_replica_sql, *flavor.before_change_source_sql)
+    execute(conn, flavor.stop_replica_sql)
+    if flavor.before_change_source_sql:
+        execute(conn, *flavor.before_change_source_sql, args=(held(conn, flavor),))
     # The two statements differ in more than their words: each stays here, beside its arguments.
     execute(conn, flavor.pick(
         mysql="CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "

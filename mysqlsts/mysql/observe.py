@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import pymysql
 
+from mysqlsts.decisions import gtid
 from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerState
 
 OPERATOR_USER = "mysqlsts"
+
+
+@functools.cache
+def client_tls() -> ssl.SSLContext:
+    """The TLS a connection to a MySQL server gets (encrypted, the server's certificate not checked, as the
+    client's own default), built once per process: left to pymysql, every connection builds its own and
+    loads the system's CA store for it, some 20 ms of a failover's every step."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
@@ -17,10 +32,18 @@ def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float 
     agent and its own server: no TLS needed there). `bind_address`: the source address, for a client on
     an isolated pod's side of a partition (local runtime)."""
     read_timeout = read_timeout or timeout + 2
+    tls = unix_socket is None and flavor.client_tls
     return pymysql.connect(host=host, port=port, user=user, password=password, database=database,
                            connect_timeout=timeout, read_timeout=read_timeout, write_timeout=read_timeout,
-                           autocommit=True, ssl_disabled=unix_socket is not None or not flavor.client_tls,
+                           autocommit=True, ssl=client_tls() if tls else None, ssl_disabled=not tls,
                            unix_socket=unix_socket, bind_address=bind_address)
+
+
+def held(conn, flavor: Flavor) -> str:
+    """The GTIDs the server holds, in its flavor's notation, as a server takes them back."""
+    with conn.cursor() as cur:
+        cur.execute(flavor.gtid_executed_sql)
+        return str(gtid.parse(flavor, (cur.fetchone()[0] or "").replace("\n", "")))
 
 
 def observe(conn, flavor: Flavor) -> ServerState:
@@ -28,13 +51,13 @@ def observe(conn, flavor: Flavor) -> ServerState:
         sro = f", @@GLOBAL.{flavor.super_read_only_var} AS sro" if flavor.super_read_only_var else ""
         cur.execute(f"SELECT @@GLOBAL.read_only AS ro{sro}")
         row = cur.fetchone()
-        cur.execute(flavor.gtid_executed_sql + " AS gtid")
-        gtid = (cur.fetchone()["gtid"] or "").replace("\n", "")
+        gtids = held(conn, flavor)
         cur.execute(flavor.replica_status_sql)
         replica = cur.fetchone()
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name = %s", (flavor.semi_sync_source_status,))
         source_status = cur.fetchone()
-        cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_replica_var} AS v, {flavor.origin_sql} AS origin")
+        cur.execute(f"SELECT @@GLOBAL.{flavor.semi_sync_replica_var} AS v, {flavor.origin_sql} AS origin, "
+                    f"@@GLOBAL.{flavor.semi_sync_wait_alone_var} AS alone")
         extra = cur.fetchone()
         replica_on = bool(int(extra["v"]))
 
@@ -50,7 +73,7 @@ def observe(conn, flavor: Flavor) -> ServerState:
     return ServerState(
         read_only=bool(int(row["ro"])),
         super_read_only=bool(int(row["sro"])) if "sro" in row else None,
-        gtid=gtid,
+        gtid=gtids,
         source_host=field("Source_Host") or None,
         io_running=field("Replica_IO_Running"),
         sql_running=field("Replica_SQL_Running"),
@@ -61,4 +84,5 @@ def observe(conn, flavor: Flavor) -> ServerState:
         retrieved=retrieved,
         io_errno=int(field("Last_IO_Errno") or 0),
         origin=str(extra["origin"]),
+        semi_sync_waits_alone=bool(int(extra["alone"])),
     )

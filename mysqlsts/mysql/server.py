@@ -16,7 +16,7 @@ from mysqlsts.errors import failing_as
 from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerError, ServerState
 from mysqlsts.mysql import actions
-from mysqlsts.mysql.observe import OPERATOR_USER, connect, observe
+from mysqlsts.mysql.observe import OPERATOR_USER, connect, held, observe
 
 REPLICATION_USER = "repl"
 
@@ -34,6 +34,7 @@ class Server(Protocol):
     def replicate_from(self, source_fqdn: str, semi_sync: bool) -> None: ...  # GTID auto-position, TLS
     def wait_applied(self, gtids: str, timeout: float) -> bool: ...
     def become_source(self, semi_sync: bool) -> None: ...  # stops replicating; still fenced
+    def wait_alone(self, wait: bool) -> None: ...  # semi-sync with no replica connected: hold commits, or not
     def apply_clone_gtid(self, gtids: str) -> None: ...  # a fresh clone's GTIDs, once
     def booted_at(self) -> float: ...  # when the server started (epoch seconds)
     def set_commit_delay(self, usec: int) -> None: ...  # every group commit waits this long (0: none)
@@ -66,9 +67,7 @@ class SqlServer:
         actions.unfence(self.conn, self.flavor)
 
     def executed(self) -> str:
-        with self.conn.cursor() as cur:
-            cur.execute(self.flavor.gtid_executed_sql)
-            return (cur.fetchone()[0] or "").replace("\n", "")
+        return held(self.conn, self.flavor)
 
     def stop_receiving(self) -> None:
         actions.execute(self.conn, self.flavor.stop_receiving_sql)
@@ -86,6 +85,9 @@ class SqlServer:
 
     def become_source(self, semi_sync: bool) -> None:
         actions.become_source(self.conn, self.flavor, semi_sync)
+
+    def wait_alone(self, wait: bool) -> None:
+        actions.wait_alone(self.conn, self.flavor, wait)
 
     def apply_clone_gtid(self, gtids: str) -> None:
         actions.apply_clone_gtid(self.conn, self.flavor, gtids)

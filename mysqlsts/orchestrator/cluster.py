@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import pymysql
 
 from mysqlsts import flavors
-from mysqlsts.chart.render import semi_sync_on
+from mysqlsts.chart.render import Names, semi_sync_acks, semi_sync_on
 from mysqlsts.decisions.lag import LagBound, unapplied
-from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, verify_checks
-from mysqlsts.errors import OperationFailed
+from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, unsettled, verify_checks
+from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.actions import CANARY_TABLE, create_canary_table
 from mysqlsts.mysql.observe import connect
@@ -136,29 +136,31 @@ class Cluster:
     # -- verification ----------------------------------------------------------------------
 
     def verify(self) -> list[Check]:
-        views = self.observe_settled_dns()
+        views = self.observe_settled()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
                                self.reached_through(self.platform.primary_fqdn(), observed_primary(views)),
-                               LagBound(self.values["health"]["maxLagSeconds"],
-                                        self.values["health"]["maxBehindTransactions"]),
-                               semi_sync_on(self.values))
+                               self.lag_bound(), semi_sync_on(self.values))
         if observed_primary(views) is not None and all(c.ok for c in checks):
             checks.extend(self.canary(views))
         elif observed_primary(views) is not None:
             checks.append(Check("canary row reaches every replica", False, "skipped: earlier checks failed"))
         return checks
 
-    def observe_settled_dns(self) -> list[PodView]:
-        """Observe, giving a new or restarted pod's DNS name time to settle: an answer given before the
-        pod had its address (none yet, or the old pod's) stays cached for the record's TTL in each DNS
-        replica's own cache. The servers are reached at their addresses; their names are what this waits on."""
+    def lag_bound(self) -> LagBound:
+        return LagBound(self.values["health"]["maxLagSeconds"], self.values["health"]["maxBehindTransactions"])
+
+    def observe_settled(self) -> list[PodView]:
+        """Observe, giving what follows a change time to settle (decisions/topology.unsettled): a new or
+        restarted pod's DNS name (an answer given before the pod had its address, none yet or the old pod's,
+        stays cached for the record's TTL in each DNS replica's own cache; the servers are reached at their
+        addresses, their names are what this waits on), and the first primary's agent seeing its replicas."""
         deadline = time.monotonic() + DNS_SETTLE_SECONDS
         while True:
             views = self.observe()
-            stale = [v.name for v in views if v.running and v.address and v.resolved != v.address]
-            if not stale or time.monotonic() > deadline:
+            moving = unsettled(views, semi_sync_on(self.values), semi_sync_acks(self.values), self.lag_bound())
+            if not moving or time.monotonic() > deadline:
                 return views
-            progress(f"waiting for the DNS names of {', '.join(stale)} to resolve to their pods")
+            progress(f"waiting for {'; '.join(moving)} to settle")
             time.sleep(1.0)
 
     def reached_through(self, name: str, expected: str | None) -> str | None:
@@ -302,11 +304,16 @@ class Cluster:
             if delete_data:
                 self.platform.delete_pod_data(name)
 
+    def check_member(self, name: str, argument: str = "POD") -> None:
+        """A pod the user named (the commands check it before they take the lock): one of the
+        StatefulSet's ordinals, else nothing is done (exit 2)."""
+        members = Names.of(self.platform.name).pods(self.values["replicas"])
+        if name not in members:
+            raise BadInput(f"{argument}: no pod {name!r} in cluster {self.platform.name!r}; its pods: "
+                           f"{', '.join(members)}")
+
     def reclone(self, name: str, timeout: float) -> None:
         """Throw a pod's data away and clone it again from a healthy donor (a quarantined pod)."""
-        pods = {p.name: p for p in self.platform.pods()}
-        if name not in pods or pods[name].ordinal >= self.values["replicas"]:
-            raise OperationFailed(f"no pod {name!r} in cluster {self.platform.name!r}")
         if name == self.platform.recorded_primary():
             raise OperationFailed(f"{name} is the primary; switch over first")
         self.platform.check_lock(f"deleting {name}'s data")
@@ -317,9 +324,6 @@ class Cluster:
         self.wait_ready([name], time.monotonic() + timeout)
 
     def restart_pod(self, name: str, timeout: float) -> None:
-        pods = {p.name: p for p in self.platform.pods()}
-        if name not in pods or pods[name].ordinal >= self.values["replicas"]:
-            raise OperationFailed(f"no pod {name!r} in cluster {self.platform.name!r}")
         progress(f"{name}: stopping")
         self.platform.stop_pod(name)
         progress(f"{name}: starting")

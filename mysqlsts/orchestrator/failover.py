@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from mysqlsts.chart.render import semi_sync_on
+from mysqlsts.chart.render import semi_sync_acks, semi_sync_on
 from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import (
     Election,
@@ -21,6 +21,7 @@ from mysqlsts.decisions.failover import (
     elect,
     errant,
     node_of_state,
+    repoint_order,
     silent_owners,
     switchover_candidate,
     wait_for_silent,
@@ -29,6 +30,7 @@ from mysqlsts.decisions.lag import behind
 from mysqlsts.decisions.topology import PodView, observed_primary
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
+from mysqlsts.interrupts import uninterrupted
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.server import Server
 from mysqlsts.orchestrator.cluster import Cluster
@@ -87,6 +89,7 @@ class Roles:
 
     # -- planned -------------------------------------------------------------------------------
 
+    @uninterrupted
     def switchover(self, to: str | None = None) -> dict[str, Any]:
         views, nodes = self.look()
         primary = observed_primary(views)
@@ -115,8 +118,13 @@ class Roles:
         if not caught_up:
             self.give_back(old, new, f"did not apply {primary}'s transactions within "
                                      f"{self.settings['applyTimeoutSeconds']}s")
-        unreached = self.promote(new, views, excluded=errant_only(election), fallback=old)
+        excluded = errant_only(election)
+        values = self.cluster.values
+        followers = [v.name for v in views if v.name not in (new.name, *excluded) and v.state is not None]
+        _, last = repoint_order(followers, primary, semi_sync_acks(values) if semi_sync_on(values) else 0)
+        unreached = self.promote(new, [v for v in views if v.name not in last], excluded=excluded, fallback=old)
         window = self.first_write(started)
+        self.follow(new, [v for v in views if v.name in last], excluded, unreached)
         self.quarantine_diverged()
         progress(f"{new.name} is the primary; writes were unavailable for {window * 1000:.0f} ms")
         return {"operation": "switchover", "from": primary, "to": new.name, "killed_connections": len(killed),
@@ -131,6 +139,7 @@ class Roles:
 
     # -- unplanned -----------------------------------------------------------------------------
 
+    @uninterrupted
     def failover(self, to: str | None = None, force: bool = False, old: str | None = None,
                  seen: tuple[list[PodView], list[Node]] | None = None, recovering: bool = False) -> dict[str, Any]:
         """`seen`: an observation made just now (the controller's), saving another look at a hung node.
@@ -162,8 +171,8 @@ class Roles:
         # is not taken for a silent one, and a silent one still stops the election.
         views, nodes = self.look(max(self.probe_timeout, ACTION_CONNECT_SECONDS))
         refuse_silent(nodes, None if recovering else old, force)
-        # A lost primary that restarted meanwhile is promoted again only when no other node can be.
-        election = elect(nodes, self.settings["maxLagSeconds"], to, avoid=None if recovering else old)
+        # A lost primary that restarted meanwhile loses ties, but keeps what it alone holds (its history).
+        election = elect(nodes, self.settings["maxLagSeconds"], to, avoid=None if recovering else old, primary=old)
         report: dict[str, Any] = {"operation": "failover", "from": old, "to": election.candidate,
                                   "reason": election.reason, "excluded": election.excluded, "lost": election.lost}
         if election.candidate is None:
@@ -231,15 +240,28 @@ class Roles:
             with suppress(ServerError):  # it may have stopped replicating; if it does not answer, its agent
                 self.repoint(new, fallback)  # follows the one writable peer when it is back
             self.give_back(fallback, new, f"stopped answering as it became the source ({e.message})")
+        answering = [v for v in views if v.name != new.name and v.state is not None]
+        for v in answering:
+            if v.name in excluded:
+                self.step(f"quarantining {v.name}")
+                progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
+                self.cluster.platform.quarantine(v.name, excluded[v.name])
         unreached: dict[str, str] = {}
+        self.follow(new, answering, excluded, unreached)
+        self.step(f"making {new.name} writable")
+        with self.server(new) as server:
+            server.unfence()
+        self.step(f"publishing {new.name} as the primary")
+        self.cluster.platform.set_primary(new.name)
+        return unreached
+
+    def follow(self, new: PodView, views: list[PodView], excluded: dict[str, str], unreached: dict[str, str]) -> None:
+        """Each node replicates from `new`, or, when quarantined, stops replicating; fenced either way. One
+        that stopped answering is noted in `unreached` and left fenced."""
         for v in views:
-            if v.name == new.name or v.state is None:
-                continue
-            self.step(f"{'quarantining' if v.name in excluded else 'repointing'} {v.name}")
+            self.step(f"{'fencing' if v.name in excluded else 'repointing'} {v.name}")
             try:
                 if v.name in excluded:
-                    progress(f"{v.name}: quarantined ({excluded[v.name]}); it stays fenced until re-cloned")
-                    self.cluster.platform.quarantine(v.name, excluded[v.name])
                     with self.server(v) as server:
                         server.fence(0)
                         server.stop_replicating()
@@ -248,12 +270,6 @@ class Roles:
             except ServerError as e:
                 unreached[v.name] = e.message
                 progress(f"{v.name}: not repointed, it stopped answering ({e.message}); it stays fenced")
-        self.step(f"making {new.name} writable")
-        with self.server(new) as server:
-            server.unfence()
-        self.step(f"publishing {new.name} as the primary")
-        self.cluster.platform.set_primary(new.name)
-        return unreached
 
     def stop_receiving(self, view: PodView) -> None:
         with self.server(view, wait=30) as server:

@@ -2,9 +2,9 @@
 # Build, with no image registry, everything a kind cluster for the e2e suite
 # runs: kind itself, a kind node image for $K8S_VERSION (kubelet, kubeadm,
 # kubectl, containerd, runc, CNI plugins, and preloaded control-plane, etcd,
-# CoreDNS, pause and local-path storage images), the MariaDB image the chart
-# runs and the mysqlsts image. Sources: the Go module proxy and Debian's
-# packages.
+# CoreDNS, pause and local-path storage images), the MariaDB and MySQL images
+# the chart runs and the mysqlsts image. Sources: the Go module proxy and
+# Debian's packages (bookworm; sid for MySQL 9.7).
 #
 # `build-images.sh kind` builds only kind (for the stock-image path),
 # `build-images.sh binaries` only the Go and C programs.
@@ -298,6 +298,18 @@ USER 999:999
 EOF
 }
 
+# The database image for the MySQL flavor: Debian sid's MySQL 9.7, the root
+# filesystem scripts/mysql-rootfs.sh builds for the local runtime, imported as it
+# is (its mysql account is uid/gid 999, like the stock image's).
+mysql_image() {
+  local rootfs
+  have_image "$MYSQL_BUILT_IMAGE" && return 0
+  rootfs=$(MYSQL_DEBIAN_VERSION=$MYSQL_DEBIAN_VERSION scripts/mysql-rootfs.sh)
+  tar -C "$rootfs" --exclude=./.mysqlsts-complete -c . |
+    docker import --change 'USER 999:999' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      - "$MYSQL_BUILT_IMAGE" >/dev/null
+}
+
 main() {
   local apps node pids=()
   mkdir -p "$KIND_CACHE" "$KIND_BIN"
@@ -323,6 +335,7 @@ main() {
     "registry.k8s.io/pause:$PAUSE_VERSION" "$STORAGE_PROVISIONER_IMAGE" "$STORAGE_HELPER_IMAGE")
   timed "node image" node_image "$node"
   timed "mariadb image" mariadb_image "$apps"
+  timed "mysql image" mysql_image
   timed "mysqlsts image" scripts/kind/build-tools-image.sh "$apps"
   echo "$NODE_IMAGE"
 }

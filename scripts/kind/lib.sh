@@ -21,8 +21,11 @@ KIND_STOCK_NODE_IMAGE=kindest/node:v1.34.0
 STORAGE_PROVISIONER_IMAGE=docker.io/kindest/local-path-provisioner:v20250214-acbabc1a
 STORAGE_HELPER_IMAGE=docker.io/kindest/local-path-helper:v20241212-8ac705d0
 # The chart's default images (charts/mysql-sts/values.yaml), preloaded on the stock path.
-STOCK_SERVER_IMAGES=(mariadb:10.11.15 mysql:8.4.7 percona/percona-xtrabackup:8.4.0-5)
+STOCK_SERVER_IMAGES=(mariadb:10.11.15 mysql:9.7.4 percona/percona-xtrabackup:8.4.0-5)
 MARIADB_BUILT_IMAGE=mysqlsts-kind/mariadb:10.11-$DEBIAN_SUITE
+# MySQL 9.7 from Debian sid: the very root filesystem the local runtime runs (scripts/mysql-rootfs.sh).
+MYSQL_DEBIAN_VERSION=${MYSQL_DEBIAN_VERSION:-9.7.4-2}
+MYSQL_BUILT_IMAGE=mysqlsts-kind/mysql:$MYSQL_DEBIAN_VERSION-sid
 
 # Built artifacts live outside the repository, keyed by their versions.
 KIND_CACHE=${MYSQLSTS_KIND_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mysqlsts/kind}

@@ -6,6 +6,16 @@
 # A donor that dies or fails mid-stream costs the copy, not the pod: staging is
 # wiped and the clone starts over from another donor, a few times, before the
 # container fails (and the kubelet runs it again, with every donor a candidate).
+#
+# Two ways to copy (CLONE_METHOD, from mysql.cloneMethod; MariaDB: mariabackup):
+# - a backup tool's stream (mariabackup, xtrabackup): the donor's clone listener
+#   streams a hot backup over TLS after a challenge on the clone secret; it is
+#   extracted and prepared here;
+# - MySQL's CLONE plugin: a throwaway server in this container, with no network
+#   port, clones from the donor's server over its MySQL port with TLS both ways
+#   (the donor's certificate checked against the cluster's CA, ours presented to
+#   an account that requires one, and the clone secret as its password) into
+#   staging. The copy needs no prepare and carries the donor's GTID set.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,12 +32,6 @@ rm -rf "$STAGING_DIR" "$CLONE_GTID_FILE" "$CLONE_GTID_FILE.new"
 # verdict (the one readiness rule, decisions/node.py): a ready replica donates
 # when there is one (so the primary is spared), else the primary. Pods start in
 # parallel: a peer may still be starting, so look again for a while.
-tls_to() { printf 'OPENSSL:%s:%s,cafile=%s,cert=%s,key=%s,verify=1,connect-timeout=%s,%s' \
-  "$(pod_fqdn "$1")" "$CLONE_PORT" "$TLS_CA" "$TLS_CERT" "$TLS_KEY" "$2" "$TCP_KEEPALIVE"; }
-# -t 5: after our one line, wait for the listener's (it starts a script first).
-peer_role() {
-  printf 'probe %s\n' "$POD_NAME" | timeout 10 socat -t 5 - "$(tls_to "$1" 3)" 2>/dev/null | head -n 1 | cut -s -d' ' -f2
-}
 failed=" " # donors whose stream failed in this run
 failed_before() { [[ $failed == *" $1 "* ]]; }
 # A donor that failed us in this run comes last: a ready replica that has not,
@@ -62,7 +66,7 @@ choose_donor() {
 # One stream from the donor into an empty staging, checked whole and prepared.
 # A subshell: `die` ends this attempt, not the script. It runs as a condition,
 # where bash ignores `set -e`, so every step checks its own status.
-clone_from() (
+stream_from() (
   local from=$1 tls_log nonce answer started
   mkdir -p "$STAGING_DIR" || die "cannot create $STAGING_DIR"
   tls_log=$(mktemp "${TMPDIR:-/tmp}/mysqlsts-clone-tls.XXXXXX") || die "cannot create a temporary file"
@@ -92,6 +96,75 @@ clone_from() (
   backup_gtid "$STAGING_DIR" >"$CLONE_GTID_FILE.new" || die "the copy has no binlog position file"
 )
 
+# The CLONE plugin's recipient: a server of our own on an empty data directory in
+# TMPDIR, reached only through its socket (in RUN_DIR: a socket's path is short),
+# started once per run of this container.
+RECIPIENT_DIR="" RECIPIENT_PID="" RECIPIENT_SOCKET=$RUN_DIR/clone-recipient.sock
+recipient_sql() {
+  "$CLIENT_BIN" --no-defaults --user=root --socket="$RECIPIENT_SOCKET" --connect-timeout=3 -B -N "$@"
+}
+stop_recipient() {
+  if [[ -n $RECIPIENT_PID ]]; then
+    kill "$RECIPIENT_PID" 2>/dev/null || true
+    wait "$RECIPIENT_PID" 2>/dev/null || true
+  fi
+  [[ -z $RECIPIENT_DIR ]] || rm -rf "$RECIPIENT_DIR"
+}
+start_recipient() {
+  local os_user waited=0
+  os_user=$(id -un)
+  RECIPIENT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mysqlsts-recipient.XXXXXX")
+  trap stop_recipient EXIT
+  local small=(--innodb-buffer-pool-size=32M --innodb-redo-log-capacity=8M --mysqlx=OFF)
+  "$SERVER_BIN" --no-defaults --initialize-insecure --datadir="$RECIPIENT_DIR/data" --user="$os_user" \
+    "${small[@]}" >"$RECIPIENT_DIR/init.log" 2>&1 ||
+    { tail -n 10 "$RECIPIENT_DIR/init.log" >&2; die "initializing the clone's recipient server failed"; }
+  "$SERVER_BIN" --no-defaults --datadir="$RECIPIENT_DIR/data" --user="$os_user" "${small[@]}" --skip-networking \
+    --socket="$RECIPIENT_SOCKET" --pid-file="$RECIPIENT_DIR/mysqld.pid" --tmpdir="${TMPDIR:-/tmp}" \
+    --log-error="$RECIPIENT_DIR/error.log" --plugin-load-add=mysql_clone.so \
+    --clone-ssl-ca="$TLS_CA" --clone-ssl-cert="$TLS_CERT" --clone-ssl-key="$TLS_KEY" \
+    --clone-max-data-bandwidth="${CLONE_THROTTLE:-0}" &
+  RECIPIENT_PID=$!
+  until recipient_sql -e 'SELECT 1' >/dev/null 2>&1; do
+    kill -0 "$RECIPIENT_PID" 2>/dev/null ||
+      { tail -n 10 "$RECIPIENT_DIR/error.log" >&2; die "the clone's recipient server did not start"; }
+    ((waited++ < 600)) || die "the clone's recipient server did not answer within 120s"
+    sleep 0.2
+  done
+}
+
+# One CLONE from the donor's server into an empty staging (the plugin creates it).
+# A donor that fails or dies ends the statement with an error (no waiting for it
+# to come back: every donor's clone_donor_timeout_after_network_failure is 0).
+plugin_from() (
+  local from=$1 fqdn password started
+  fqdn=$(pod_fqdn "$from")
+  password=$(secret clone-secret) || die "no clone secret"
+  started=$SECONDS
+  {
+    echo "SET GLOBAL clone_valid_donor_list = $(sql_quote "$fqdn:$MYSQL_PORT");"
+    echo "CLONE INSTANCE FROM '$CLONE_USER'@$(sql_quote "$fqdn"):$MYSQL_PORT IDENTIFIED BY $(sql_quote "$password")" \
+      "DATA DIRECTORY = $(sql_quote "$STAGING_DIR") REQUIRE SSL;"
+  } | quietly recipient_sql || die "the clone from $from failed"
+  [[ -d $STAGING_DIR/mysql ]] || die "the clone from $from left no data directory"
+  log "received $(du -sh "$STAGING_DIR" | cut -f1) in $((SECONDS - started))s"
+)
+
+clone_from() {
+  if [[ $CLONE_METHOD == clone-plugin ]]; then
+    [[ -n $RECIPIENT_PID ]] || start_recipient
+    plugin_from "$1"
+  else
+    stream_from "$1"
+  fi
+}
+
+if [[ $CLONE_METHOD == clone-plugin ]]; then
+  log "clone method: clone-plugin (MySQL's CLONE plugin, from the donor's server over its MySQL port, TLS both ways)"
+else
+  log "clone method: $CLONE_METHOD (a hot backup streamed over the clone port, TLS both ways)"
+fi
+
 attempt=1 last=""
 while true; do
   deadline=$((SECONDS + ${DONOR_WAIT_SECONDS:-300}))
@@ -112,10 +185,15 @@ while true; do
   attempt=$((attempt + 1))
 done
 
-gtid=$(<"$CLONE_GTID_FILE.new")
-rm -f "$CLONE_GTID_FILE.new"
-printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"
+if [[ -f $CLONE_GTID_FILE.new ]]; then # a backup tool's copy: the agent applies its GTID position once
+  gtid=$(<"$CLONE_GTID_FILE.new")
+  rm -f "$CLONE_GTID_FILE.new"
+  printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"
+  outcome="at GTID ${gtid:-<empty>}"
+else
+  outcome="(the copy carries its GTID set)"
+fi
 record_primary "${primary:-}"
 mv "$STAGING_DIR" "$DATA_DIR"
 sync "$PV_DIR" 2>/dev/null || sync
-log "clone complete at GTID ${gtid:-<empty>}"
+log "clone complete $outcome"

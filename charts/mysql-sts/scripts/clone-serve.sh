@@ -13,6 +13,10 @@ nonce=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s %s\n' "$nonce" "$(agent_role)"
 read -r -t 10 answer peer || die "clone request without an answer; dropped"
 [[ $answer == probe ]] && exit 0
+if [[ $CLONE_METHOD == clone-plugin ]]; then
+  log "stream request from ${peer:-?} refused: this pod's server donates with the CLONE plugin (mysql.cloneMethod)"
+  exit 1
+fi
 if [[ $answer != "$(clone_answer "$nonce")" ]]; then
   log "clone request from ${peer:-?} rejected: wrong clone secret"
   exit 1

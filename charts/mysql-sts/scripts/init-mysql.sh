@@ -59,6 +59,7 @@ log "no data and no peers: initializing the first primary"
 root_password=$(secret root-password)
 operator_password=$(secret operator-password)
 replication_password=$(secret replication-password)
+clone_secret=$(secret clone-secret)
 accounts_sql() {
   echo "SET sql_log_bin = 0;"
   if [[ $FLAVOR == mariadb ]]; then
@@ -72,6 +73,12 @@ accounts_sql() {
   echo "GRANT ALL PRIVILEGES ON *.* TO '$OPERATOR_USER'@'%';"
   echo "CREATE USER '$REPLICATION_USER'@'%' IDENTIFIED BY $(sql_quote "$replication_password") REQUIRE SSL;"
   echo "GRANT REPLICATION SLAVE ON *.* TO '$REPLICATION_USER'@'%';"
+  if [[ $FLAVOR == mysql ]]; then
+    # The CLONE plugin's donor account, whatever mysql.cloneMethod says now (it may change): a
+    # recipient proves itself twice, with a certificate of the cluster's CA and the clone secret.
+    echo "CREATE USER '$CLONE_USER'@'%' IDENTIFIED BY $(sql_quote "$clone_secret") REQUIRE X509;"
+    echo "GRANT BACKUP_ADMIN ON *.* TO '$CLONE_USER'@'%';"
+  fi
   if [[ $FLAVOR == mariadb ]]; then
     # read_only is MariaDB's fence. Only the operator account keeps READ_ONLY
     # ADMIN, which it needs to move the fence; every other account loses it.

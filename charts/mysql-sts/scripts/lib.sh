@@ -37,6 +37,7 @@ STOP_REQUEST_FILE=$RUN_DIR/stopping       # probe.sh prestop asks it to fence th
 FENCED_FILE=$RUN_DIR/fenced               # its answer: empty = fenced, else why not
 OPERATOR_USER=mysqlsts
 REPLICATION_USER=repl
+CLONE_USER=mysqlsts_clone # MySQL: the CLONE plugin's donor account (BACKUP_ADMIN), its password the clone secret
 TLS_CA=$TLS_DIR/ca.crt
 TLS_CERT=$TLS_DIR/tls.crt
 TLS_KEY=$TLS_DIR/tls.key
@@ -53,6 +54,10 @@ case $FLAVOR in
   mariadb) SERVER_BIN=mariadbd CLIENT_BIN=mariadb BACKUP_BIN=mariabackup STREAM_BIN=mbstream ;;
   *) echo "unknown FLAVOR $FLAVOR" >&2; exit 1 ;;
 esac
+# How an empty pod copies its data (mysql.cloneMethod): the backup tool's stream over the clone
+# port, or MySQL's CLONE plugin over the server's port. Pods rendered before the key cloned with
+# their flavor's backup tool.
+CLONE_METHOD=${CLONE_METHOD:-$BACKUP_BIN}
 
 log() { printf '%s %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$POD_NAME" "${0##*/}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -148,6 +153,17 @@ agent_role() {
   else
     echo none
   fi
+}
+
+# A TLS connection to a peer's clone listener, for socat: the peer is checked
+# against the cluster's CA by its per-pod name, and shows it our certificate.
+tls_to() { printf 'OPENSSL:%s:%s,cafile=%s,cert=%s,key=%s,verify=1,connect-timeout=%s,%s' \
+  "$(pod_fqdn "$1")" "$CLONE_PORT" "$TLS_CA" "$TLS_CERT" "$TLS_KEY" "$2" "$TCP_KEEPALIVE"; }
+# What a peer can serve as, by its agent's verdict, from its clone listener's
+# first line (-t 5: after our one line, wait for the listener's, which starts a
+# script first); empty when it does not answer.
+peer_role() {
+  printf 'probe %s\n' "$POD_NAME" | timeout 10 socat -t 5 - "$(tls_to "$1" 3)" 2>/dev/null | head -n 1 | cut -s -d' ' -f2
 }
 
 record_primary() { printf '%s\n' "$1" >"$RECORDED_PRIMARY_FILE.tmp" && mv -f "$RECORDED_PRIMARY_FILE.tmp" "$RECORDED_PRIMARY_FILE"; }

@@ -27,11 +27,11 @@ not_ready() {
   fi
 }
 
-# Poll a command every 0.1 s for up to $1 seconds.
+# Poll a command every 0.1 s until it succeeds, for $1 seconds of the clock at most.
 within() {
-  local tries=$(($1 * 10)); shift
+  local deadline=$((${EPOCHREALTIME//[.,]/} + $1 * 1000000)); shift
   until "$@"; do
-    ((--tries > 0)) || return 1
+    ((${EPOCHREALTIME//[.,]/} < deadline)) || return 1
     sleep 0.1
   done
 }

@@ -88,6 +88,13 @@ class KubernetesPlatform:
             raise OperationFailed(f"StatefulSet {self.name} was not created by mysqlsts (no {VALUES_ANNOTATION})")
         return chart_values.upgrade(json.loads(annotations[VALUES_ANNOTATION]))
 
+    def recorded_values(self) -> dict[str, Any] | None:
+        if self.exists():
+            return self.values()
+        secret = self.api.get("Secret", self.names.secret) or {}
+        kept = (secret.get("metadata", {}).get("annotations") or {}).get(VALUES_ANNOTATION)
+        return chart_values.upgrade(json.loads(kept)) if kept else None
+
     def stored_passwords(self) -> dict[str, str]:
         secret = self.api.get("Secret", self.names.secret) or {}
         data = secret.get("data") or {}
@@ -228,7 +235,7 @@ class KubernetesPlatform:
         pods = {p["metadata"]["name"]: p for p in self.api.list("Pod", self.pod_selector).get("items") or []}
         claims = {c["metadata"]["name"] for c in self.api.list("PersistentVolumeClaim", self.pod_selector)
                   .get("items") or []}
-        names = {f"{self.name}-{i}" for i in range(replicas)} | set(pods)
+        names = set(self.names.pods(replicas)) | set(pods)
         out = []
         for name in sorted(names, key=lambda n: int(n.rsplit("-", 1)[1])):
             pod = pods.get(name)
@@ -472,17 +479,39 @@ class KubernetesPlatform:
         return [f"event {e.get('type')} {e.get('reason')}: {e.get('message')}" for e in events[-8:]]
 
     def destroy(self, delete_data: bool) -> None:
-        values = self.values()
-        from mysqlsts.chart.render import render
+        values = self.recorded_values()  # of the cluster, or of the data an earlier destroy kept
+        if values is None:
+            raise BadInput(f"--name: no cluster {self.name!r} in namespace {self.namespace!r}")
+        from mysqlsts.chart.render import render, tools_selector
 
-        for obj in reversed(render(values, {k: "-" for k in SECRET_DATA_KEYS})):
-            if self.api.delete(obj["kind"], obj["metadata"]["name"], propagation="Foreground"):
-                progress(f"{obj['kind']} {obj['metadata']['name']} deleted")
+        objects = list(reversed(render(values, {k: "-" for k in SECRET_DATA_KEYS})))
+        # Kept data keeps what it needs: its passwords (the Secret, with the values it was made with) and
+        # the primary it last had; a later bootstrap starts from them.
+        kept = set() if delete_data else {("Secret", self.names.secret), ("ConfigMap", self.names.record)}
+        if kept:
+            self.api.patch("Secret", self.names.secret,
+                           {"metadata": {"annotations": {VALUES_ANNOTATION: json.dumps(values, sort_keys=True)}}})
+        objects = [o for o in objects if (o["kind"], o["metadata"]["name"]) not in kept]
+        # The controller goes first and is gone before the pods go: left running, it acts on pods being
+        # deleted, and a failover it is killed in the middle of leaves its Lease behind. Then the pods are
+        # gone before the Leases are deleted, so nothing takes one again.
+        controller = selector_string({**tools_selector(values), "app.kubernetes.io/component": "controller"})
+        first = [o for o in objects if o["kind"] == "Deployment"]
+        grace = float(values["pod"]["terminationGracePeriodSeconds"]) + 60
+        for group, pods in ((first, controller), ([o for o in objects if o not in first], self.pod_selector)):
+            for obj in group:
+                if self.api.delete(obj["kind"], obj["metadata"]["name"], propagation="Foreground"):
+                    progress(f"{obj['kind']} {obj['metadata']['name']} deleted")
+            try:
+                self.api.wait("Pod", lambda objs: not objs, timeout=grace, selector=pods)
+            except TimeoutError:
+                raise OperationFailed(f"pods {pods} still running {grace:g}s after their owners were deleted; "
+                                      "run destroy again once they are gone") from None
         # What mysqlsts creates besides the chart, labelled with the release: the drill history
         # ConfigMap, the lock and leader Leases, an isolate drill's NetworkPolicy, in-cluster Jobs.
         for kind in LEFTOVERS:
             for item in self.api.list(kind, self.pod_selector).get("items") or []:
-                if self.api.delete(kind, item["metadata"]["name"]):
+                if (kind, item["metadata"]["name"]) not in kept and self.api.delete(kind, item["metadata"]["name"]):
                     progress(f"{kind} {item['metadata']['name']} deleted")
         if delete_data:
             for claim in self.api.list("PersistentVolumeClaim", self.pod_selector).get("items") or []:

@@ -3,6 +3,7 @@ per-pod names and the primary name, from a hosts file that follows the pods."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -53,8 +54,16 @@ class ClusterDNS:
         return procs.live_pid(self.pid_file, str(self.hosts_file))
 
     def start(self) -> None:
-        if self.pid():
-            return
+        """Once per cluster, whoever asks first: every command that enters the network may start it,
+        and two starting at once would leave one dnsmasq the pid file does not name, which nothing
+        would ever stop."""
+        self.layout.dns_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.dns_dir / "dnsmasq.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released on close
+            if not self.pid():
+                self._start()
+
+    def _start(self) -> None:
         binary = shutil.which("dnsmasq")
         if binary is None:
             raise OperationFailed("dnsmasq not found on PATH: apt-get install dnsmasq-base")

@@ -84,6 +84,10 @@ class ClusterLayout:
         return self.root / "values.json"
 
     @property
+    def kept_values_file(self) -> Path:  # the values of data destroy kept, for a later bootstrap
+        return self.root / "kept-values.json"
+
+    @property
     def secret_file(self) -> Path:
         return self.root / "secret.json"
 

@@ -8,26 +8,11 @@ verifier all resolve per-pod names through the ordinary glibc resolver path.
 
 from __future__ import annotations
 
-import ctypes
-import os
 from pathlib import Path
 
-from mysqlsts.errors import OperationFailed
+from mysqlsts.platform.local import mounts
 
-_CLONE_NEWNS = 0x00020000
-_MS_BIND = 4096
-_MS_REC = 16384
-_MS_PRIVATE = 1 << 18
-_MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
 _entered: Path | None = None
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        hint = " (the local runtime needs root: mount namespaces and DNS on port 53)" if err == 1 else ""
-        raise OperationFailed(f"{what}: {os.strerror(err)}{hint}")
 
 
 def _already_visible(resolv_conf: Path) -> bool:
@@ -43,8 +28,7 @@ def enter(resolv_conf: Path) -> None:
     if _entered == resolv_conf:
         return
     if _entered is None:
-        _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-        _check(_libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+        mounts.unshare_mounts()
     if _already_visible(resolv_conf):  # inherited from a parent that entered it
         _entered = resolv_conf
         return
@@ -52,11 +36,10 @@ def enter(resolv_conf: Path) -> None:
     # perhaps of a cluster since deleted (a bind over a deleted file fails): peel such binds off.
     # umount only ever touches this private namespace, never the host's file.
     for _ in range(8):
-        if _libc.mount(str(resolv_conf).encode(), b"/etc/resolv.conf", None, _MS_BIND, None) == 0:
+        if mounts.mount(resolv_conf, "/etc/resolv.conf", None, mounts.MS_BIND) == 0:
             _entered = resolv_conf
             return
-        if _libc.umount2(b"/etc/resolv.conf", _MNT_DETACH) != 0:
+        if mounts.umount("/etc/resolv.conf") != 0:
             break
-    _check(_libc.mount(str(resolv_conf).encode(), b"/etc/resolv.conf", None, _MS_BIND, None),
-           "bind-mount the cluster resolv.conf")
+    mounts.bind(resolv_conf, Path("/etc/resolv.conf"))
     _entered = resolv_conf

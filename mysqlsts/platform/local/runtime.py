@@ -20,11 +20,11 @@ from typing import Any
 from mysqlsts import flavors
 from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
-from mysqlsts.chart.render import Names
+from mysqlsts.chart.render import Names, clone_image, clone_method
 from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.output import progress
 from mysqlsts.platform.base import PodInfo, unreachable
-from mysqlsts.platform.local import netns, partition, procs
+from mysqlsts.platform.local import images, netns, partition, procs
 from mysqlsts.platform.local.dns import ClusterDNS
 from mysqlsts.platform.local.layout import ClusterLayout, template_revision
 from mysqlsts.state import read_json, write_atomic, write_json
@@ -72,6 +72,12 @@ class LocalPlatform:
 
     def exists(self) -> bool:
         return self.layout.values_file.is_file()
+
+    def recorded_values(self) -> dict[str, Any] | None:
+        if self.exists():
+            return self.values()
+        kept = self.layout.kept_values_file
+        return chart_values.upgrade(read_json(kept)) if kept.is_file() else None
 
     def values(self) -> dict[str, Any]:
         if not self.exists():
@@ -202,11 +208,12 @@ class LocalPlatform:
         if values["tls"]["existingSecret"]:
             raise BadInput("tls.existingSecret: names a Kubernetes Secret; the local runtime has none and uses "
                            "the generated CA and certificate (leave it empty)")
-        check_binaries(values["flavor"])
+        check_binaries(values)
         changes = []
         self.layout.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.layout.root, 0o700)
         stored = [o for o in objects if o["kind"] != "Secret"]  # passwords live in secret.json only
+        self.layout.kept_values_file.unlink(missing_ok=True)  # a cluster again
         for path, data, mode in ((self.layout.values_file, _without_auth(values), 0o644),
                                  (self.layout.objects_file, stored, 0o644),
                                  (self.layout.secret_file, passwords, 0o600)):
@@ -243,7 +250,7 @@ class LocalPlatform:
     def pods(self) -> list[PodInfo]:
         values = self.values()
         dns = self._dns(values)
-        wanted = {f"{self.name}-{i}" for i in range(values["replicas"])}
+        wanted = set(Names.of(self.name).pods(values["replicas"]))
         # Pods beyond `replicas` show only while they still run; their data alone is like a PVC.
         present = {p.name for p in self.layout.existing_pods() if self._supervisor(p.name)}
         addresses = self._cluster()["addresses"]
@@ -464,6 +471,10 @@ class LocalPlatform:
         return lines
 
     def destroy(self, delete_data: bool) -> None:
+        if not self.exists():  # only what an earlier destroy kept: nothing runs
+            if delete_data:
+                shutil.rmtree(self.layout.root, ignore_errors=True)
+            return
         pid = procs.live_pid(self._controller_pid_file, CONTROLLER)
         if pid:
             procs.stop_group(pid, grace=10)
@@ -481,24 +492,38 @@ class LocalPlatform:
         shutil.rmtree(self.layout.run_root, ignore_errors=True)
         if delete_data:
             shutil.rmtree(self.layout.root, ignore_errors=True)
-        else:
+        else:  # the cluster is gone; its data, passwords (secret.json) and values stay for a bootstrap
             cluster = self._cluster()
             cluster["addresses"] = {}
             self._save_cluster(cluster)
+            self.layout.values_file.replace(self.layout.kept_values_file)
 
 
 def _without_auth(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "auth": {k: "" for k in values["auth"]}}
 
 
-def check_binaries(flavor_name: str) -> None:
-    flavor = flavors.get(flavor_name)
-    needed = [flavor.server, flavor.client, flavor.backup, flavor.stream, "socat", "dnsmasq", *flavor.extra_binaries]
+def check_binaries(values: dict[str, Any]) -> None:
+    """Every program the pods' containers run, in the image each runs from (local store or this machine)."""
+    flavor = flavors.get(values["flavor"])
+    server_image, clone = values["images"][flavor.name]["server"], clone_image(values)
+    clone_tools = [flavor.server, flavor.client] if clone_method(values) == "clone-plugin" else \
+        [flavor.backup, flavor.stream, flavor.client]
+    needs = {server_image: [flavor.server, flavor.client, *flavor.extra_binaries, "bash"], "": ["socat", "dnsmasq"]}
+    needs[clone] = sorted({*needs.get(clone, []), *clone_tools})
     hints = {**flavor.install_hint, "socat": "apt-get install socat", "dnsmasq": "apt-get install dnsmasq-base"}
-    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    missing = [b for b in needed if shutil.which(b, path=search) is None]
-    if missing:
-        raise OperationFailed([f"{b} not found on PATH: {hints.get(b, 'install it')}" for b in missing])
+    problems = []
+    for image, programs in needs.items():
+        for program in images.missing_programs(image, programs):
+            if images.rootfs(image) is not None:
+                problems.append(f"{program} not found in image {image} ({images.store() / image})")
+            elif image:
+                problems.append(f"{program} not found on PATH, and image {image} is not in the local image store "
+                                f"({images.store()}): {hints.get(program, 'install it')}")
+            else:
+                problems.append(f"{program} not found on PATH: {hints.get(program, 'install it')}")
+    if problems:
+        raise OperationFailed(problems)
     if os.geteuid() != 0:
         raise OperationFailed("the local runtime needs root (private mount namespace for the cluster DNS, "
                               "DNS on port 53 of the cluster's loopback address)")

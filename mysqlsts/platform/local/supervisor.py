@@ -12,7 +12,9 @@ commands are the chart's own scripts, taken from the ConfigMap.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import getpass
 import os
 import shutil
@@ -26,7 +28,7 @@ from typing import Any
 import mysqlsts
 from mysqlsts.chart.render import Names
 from mysqlsts.chart.secrets import SECRET_DATA_KEYS
-from mysqlsts.platform.local import netns
+from mysqlsts.platform.local import images, netns, procs
 from mysqlsts.platform.local.layout import ClusterLayout, PodLayout, template_revision
 from mysqlsts.state import read_json, write_json
 
@@ -92,6 +94,7 @@ class Pod:
         self.stopping = False
         self.written: dict[str, Any] = {}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.roots = images.PodRoots(pod, layout.resolv_conf)
         self.restarts: dict[str, int] = {}
         self.status: dict[str, Any] = {"pod": pod.name, "address": address, "supervisor": os.getpid(),
                                        "phase": "Pending", "ready": False, "containers": {},
@@ -156,12 +159,20 @@ class Pod:
             return [sys.executable, "-m", "mysqlsts", *argv[1:]]
         return argv
 
+    def in_image(self, container: dict[str, Any]) -> dict[str, Any]:
+        """How a process of this container starts: in its image's root when the local store has the
+        image (the server image of MySQL 9.7), else on this machine's own programs."""
+        root = self.roots.root(container.get("image", ""))
+        if root is None:
+            return {"cwd": self.pod.tmp}
+        return {"cwd": self.pod.tmp, "preexec_fn": functools.partial(images.enter, root, self.pod.tmp)}
+
     # -- containers --------------------------------------------------------------------------
 
     def spawn(self, container: dict[str, Any]) -> subprocess.Popen:
         log = self.pod.log(container["name"]).open("ab")
         return subprocess.Popen(self.command(container, container["command"]), env=self.env(container),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.pod.tmp)
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, **self.in_image(container))
 
     def run_init_containers(self) -> bool:
         backoff = 1.0
@@ -203,7 +214,7 @@ class Pod:
         try:
             result = subprocess.run(self.command(container, spec["exec"]["command"]), env=self.env(container),
                                     stdin=subprocess.DEVNULL, capture_output=True,
-                                    timeout=spec.get("timeoutSeconds", 5), cwd=self.pod.tmp)
+                                    timeout=spec.get("timeoutSeconds", 5), **self.in_image(container))
         except subprocess.TimeoutExpired:
             self.status["lastProbeFailure"] = f"{kind}: timed out"
             return False
@@ -217,6 +228,7 @@ class Pod:
         # machine's reboot), and the agent's readiness verdict there is about the old pod's server.
         for volume in ("tools", "run"):
             shutil.rmtree(self.pod.volumes[volume], ignore_errors=True)
+        self.roots.reset()
         for d in (*self.pod.volumes.values(), self.pod.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
@@ -283,7 +295,8 @@ class Pod:
 
     def set_phase(self, phase: str) -> None:
         self.status["phase"] = phase
-        self.write_status()
+        with contextlib.suppress(OSError):  # a pod whose folder was deleted under it still stops
+            self.write_status()
 
     def write_status(self) -> None:
         if self.status != self.written:
@@ -308,7 +321,15 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    return pod.run()
+    try:
+        return pod.run()
+    finally:  # whatever ended the supervisor (its folder deleted under it, say): no container outlives it
+        with contextlib.suppress(Exception):
+            pod.shutdown()
+        for pid in procs.group_members(os.getpgid(0)):
+            if pid != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":
