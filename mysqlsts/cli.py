@@ -64,11 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("render", chart.render_cmd, "render the chart's Kubernetes objects as YAML")
     _values_options(p)
     p.add_argument("--output-dir", help="write one file per object into DIR instead of one stream on stdout")
-    p.add_argument("--state-dir", help="where generated passwords are kept (see docs/secrets.md)")
 
     p = add("validate", chart.validate_cmd, "check values against the schema and objects against Kubernetes")
     _values_options(p)
-    p.add_argument("--state-dir", help=argparse.SUPPRESS)
 
     p = add("bootstrap", cluster.bootstrap_cmd, "create or converge a cluster and verify it")
     _target_options(p, values=True)

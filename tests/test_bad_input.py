@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 CASES = {
@@ -86,11 +88,25 @@ def test_render_writes_one_file_per_object(run_cli, tmp_path):
     assert len(files) == 11
 
 
-def test_render_twice_gives_the_same_secret(run_cli):
+def test_render_touches_nothing_but_its_output(run_cli, tmp_path):
+    """A state directory holding a local cluster of the same name: render neither reads its passwords
+    nor writes anything there; what it does not get, it generates, and says so."""
+    from mysqlsts.state import write_json
+
+    state = tmp_path / "state"
+    kept = {"rootPassword": "local-root-password-kept", "cloneSecret": "local-clone-secret-kept"}
+    write_json(state / "mysql" / "secret.json", kept, 0o600)
+    before = sorted((p.relative_to(state), p.stat().st_mtime_ns) for p in state.rglob("*"))
     first = run_cli("render")
-    second = run_cli("render")
-    assert first.returncode == second.returncode == 0
-    assert first.stdout == second.stdout
+    second = run_cli("render", "--set", "auth.rootPassword=given-root-password-1")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert sorted((p.relative_to(state), p.stat().st_mtime_ns) for p in state.rglob("*")) == before
+    for secret in kept.values():
+        assert base64.b64encode(secret.encode()).decode() not in first.stdout + second.stdout
+    assert first.stdout != second.stdout  # generated anew each time
+    assert "generated auth.rootPassword, auth.replicationPassword" in first.stderr
+    assert "auth.rootPassword" not in second.stderr and "auth.replicationPassword" in second.stderr
+    assert base64.b64encode(b"given-root-password-1").decode() in second.stdout
 
 
 def test_a_second_bootstrap_refuses_what_the_data_is_tied_to_and_writes_nothing(run_cli, tmp_path):

@@ -28,7 +28,7 @@ TRICKY = "p'a\"s s$w`o\\r d#1;--"
 
 def build(files, sets):
     values = chart_values.load(files, sets)
-    passwords, _ = secrets.resolve(values, None)
+    passwords, _ = secrets.merge(values, {})
     return values, passwords, render(values, passwords)
 
 
@@ -262,17 +262,17 @@ def test_tricky_password_is_kept_exactly():
 def test_passwords_are_strong_and_stable_across_renders(tmp_path):
     store = tmp_path / "secret.json"
     values = chart_values.load([], [])
-    first, changed = secrets.resolve(values, store)
+    first, changed = secrets.merge(values, secrets.stored(store))
     assert changed
     secrets.save(store, first)
     assert store.stat().st_mode & 0o777 == 0o600
-    again, changed = secrets.resolve(values, store)
+    again, changed = secrets.merge(values, secrets.stored(store))
     assert again == first and not changed
     passwords = [first[k] for k in secrets.KEYS]
     assert len(set(passwords)) == 4
     for pw in passwords:
         assert len(pw) == 32 and pw.isalnum()
-    supplied, changed = secrets.resolve(chart_values.load([], [f"auth.rootPassword={TRICKY}"]), store)
+    supplied, changed = secrets.merge(chart_values.load([], [f"auth.rootPassword={TRICKY}"]), secrets.stored(store))
     assert changed and supplied["rootPassword"] == TRICKY
     assert supplied["operatorPassword"] == first["operatorPassword"]
 
@@ -339,7 +339,7 @@ def test_values_recorded_before_the_pod_agent_still_load_and_render(tmp_path):
     values = chart_values.load([], ["replicas=4"], base=recorded)
     assert values["pod"]["resources"]["clone"] == old["pod"]["resources"]["sidecar"]
     assert values["pod"]["resources"]["agent"] == chart_values.defaults()["pod"]["resources"]["agent"]
-    passwords, _ = secrets.resolve(values, None)
+    passwords, _ = secrets.merge(values, {})
     (sts,) = by_kind(render(values, passwords), "StatefulSet")
     clone = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "clone")
     assert clone["resources"] == old["pod"]["resources"]["sidecar"]

@@ -33,7 +33,7 @@ SECRET_CONTAINERS = {"init-mysql", "clone-mysql", "mysql", "agent", "clone"}
 
 def build(*sets: str):
     values = chart_values.load([], list(sets))
-    passwords, _ = secrets.resolve(values, None)
+    passwords, _ = secrets.merge(values, {})
     return values, passwords, render(values, passwords)
 
 
@@ -115,10 +115,10 @@ def test_the_generated_certificate_names_every_pod_and_chains_to_the_ca(sets):
 def test_tls_material_is_generated_once_and_kept(tmp_path):
     store = tmp_path / "secret.json"
     values = chart_values.load([], [])
-    first, changed = secrets.resolve(values, store)
+    first, changed = secrets.merge(values, secrets.stored(store))
     assert changed and set(tls.DATA_KEYS) <= set(first)
     secrets.save(store, first)
-    again, changed = secrets.resolve(chart_values.load([], ["replicas=7"]), store)
+    again, changed = secrets.merge(chart_values.load([], ["replicas=7"]), secrets.stored(store))
     assert not changed and {k: again[k] for k in tls.DATA_KEYS} == {k: first[k] for k in tls.DATA_KEYS}
     # Kubernetes: what the Secret already holds (platform.stored_passwords) is kept the same way.
     kept, changed = secrets.merge(values, first)

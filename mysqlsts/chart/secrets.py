@@ -24,7 +24,6 @@ KEYS = ("rootPassword", "replicationPassword", "operatorPassword", "cloneSecret"
 SECRET_DATA_KEYS = {"rootPassword": "root-password", "replicationPassword": "replication-password",
                     "operatorPassword": "operator-password", "cloneSecret": "clone-secret", **tls.DATA_KEYS}
 PASSWORD_FILES = {k: SECRET_DATA_KEYS[k] for k in KEYS}  # what the scripts read from the secrets volume
-SECRET_FILE = "secret.json"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -49,11 +48,6 @@ def merge(values: Values, kept: dict[str, str]) -> tuple[dict[str, str], bool]:
     out = {key: auth.get(key) or kept.get(key) or generate() for key in KEYS}
     out.update(tls.keep_or_generate(values, kept))
     return out, out != {k: kept.get(k) for k in SECRET_DATA_KEYS}
-
-
-def resolve(values: Values, store: Path | None) -> tuple[dict[str, str], bool]:
-    """Return the secrets to use and whether the store must be (re)written."""
-    return merge(values, stored(store))
 
 
 def save(store: Path, passwords: dict[str, str]) -> None:
