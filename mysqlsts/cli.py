@@ -7,6 +7,7 @@ line per problem on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import threading
@@ -28,16 +29,28 @@ def _values_options(p: argparse.ArgumentParser) -> None:
                    help="override one value, e.g. --set replicas=5 (repeatable, applied last)")
 
 
+def _where_options(p: argparse.ArgumentParser, default: object) -> None:
+    """Where the cluster is: accepted before the command (their defaults, from the environment, live on
+    the main parser) and after it (`default` SUPPRESS there, so an option not given after the command
+    keeps what was given before it)."""
+    p.add_argument("--target", choices=["local", "kubernetes"],
+                   default=os.environ.get("MYSQLSTS_TARGET") if default is None else default,
+                   help="where the cluster runs (default: $MYSQLSTS_TARGET, else kubernetes when a kubeconfig "
+                        "context exists, else local)")
+    p.add_argument("--name", default=os.environ.get("MYSQLSTS_NAME") if default is None else default,
+                   help="cluster name (default: $MYSQLSTS_NAME, else from values, 'mysql')")
+    p.add_argument("-n", "--namespace", default=default,
+                   help="Kubernetes namespace (default: from values, 'default')")
+    p.add_argument("--context", default=default, help="kubeconfig context (kubernetes target)")
+    p.add_argument("--state-dir", default=default,
+                   help="local state root (default: $MYSQLSTS_HOME or the XDG state directory)")
+
+
 def _target_options(p: argparse.ArgumentParser, values: bool = False) -> None:
     # Set by an in-cluster step that runs while its caller holds the cluster lock: the holder identity of
     # the caller's Lease, which the step checks before each of its own steps. A bare flag gives "" (refused).
     p.add_argument("--caller-holds-lock", nargs="?", const="", metavar="HOLDER", help=argparse.SUPPRESS)
-    p.add_argument("--target", choices=["local", "kubernetes"],
-                   help="where the cluster runs (default: kubernetes when a kubeconfig context exists, else local)")
-    p.add_argument("--name", help="cluster name (default: from values, 'mysql')")
-    p.add_argument("-n", "--namespace", help="Kubernetes namespace (default: from values, 'default')")
-    p.add_argument("--context", help="kubeconfig context (kubernetes target)")
-    p.add_argument("--state-dir", help="local state root (default: $MYSQLSTS_HOME or the XDG state directory)")
+    _where_options(p, argparse.SUPPRESS)
     if values:
         _values_options(p)
 
@@ -54,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy and operate a MySQL/MariaDB primary/replica StatefulSet (Kubernetes or local runtime).",
     )
     parser.add_argument("--version", action="version", version=f"mysqlsts {__version__}")
+    _where_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:

@@ -135,3 +135,38 @@ def test_immutable_keys_unchanged_pass():
     recorded = chart_values.load([], ["flavor=mariadb"])
     assert chart_values.immutable_changes(recorded, chart_values.load([], ["replicas=5"], base=recorded)) == []
     assert chart_values.immutable_changes({}, recorded) == []  # recorded by a chart without these keys
+
+
+def test_where_the_cluster_is_may_stand_before_the_command_or_come_from_the_environment(run_cli):
+    missing = "--name: no local cluster 'abc' under"
+    for args, env in ((["--target", "local", "--name", "abc", "status"], {}),
+                      (["status", "--target", "local", "--name", "abc"], {}),
+                      (["--name", "other", "status", "--target", "local", "--name", "abc"], {}),  # after wins
+                      (["status"], {"MYSQLSTS_TARGET": "local", "MYSQLSTS_NAME": "abc"})):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2 and result.stderr.startswith(f"mysqlsts status: {missing}"), (args, result)
+    result = run_cli("status", env={"MYSQLSTS_TARGET": "laptop"})
+    assert result.returncode == 2
+    assert result.stderr == "mysqlsts status: MYSQLSTS_TARGET: must be local or kubernetes, got 'laptop'\n"
+
+
+def test_a_kubeconfig_whose_api_server_is_gone_is_one_line_that_points_at_the_local_target(run_cli, tmp_path):
+    """A kubeconfig left from another job chose kubernetes; its server refuses: say so at once, not after
+    a minute of retries, and name the way to the local runtime."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("""
+apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: abc}}]
+contexts: [{name: laptop-leftover, context: {cluster: gone, user: u}}]
+current-context: laptop-leftover
+""")
+    result = run_cli("status", env={"KUBECONFIG": str(kubeconfig)})
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    line = result.stderr
+    assert line.startswith("mysqlsts status: target: kubernetes, cluster: mysql (namespace default, "
+                           "context laptop-leftover), chosen since a kubeconfig names a context")
+    assert "https://127.0.0.1:1" in line and line.rstrip().endswith("pass --target local or set MYSQLSTS_TARGET=local")
+    result = run_cli("status", "--target", "local", env={"KUBECONFIG": str(kubeconfig)})
+    assert result.returncode == 2 and "--name: no local cluster 'mysql'" in result.stderr

@@ -710,7 +710,7 @@ async def test_verify_from_outside_prints_the_in_cluster_report_like_the_local_t
     rc = await run(cli.main, ["verify"])  # a kubeconfig with a current context: kubernetes by default
     out, err = capsys.readouterr()
     assert rc == (0 if healthy else 1), err
-    assert out.splitlines()[0] == "target: kubernetes, cluster: mysql (namespace db, context (current))"
+    assert out.splitlines()[0] == "target: kubernetes, cluster: mysql (namespace db, context mock)"
     assert "replica mysql-1 replicates from the primary" in out
     assert ("cluster is HEALTHY: 2/2" if healthy else "cluster is UNHEALTHY: 1/2") in out
     assert all(r.headers.get("Authorization") == "Bearer t0ken" for r in kmock)

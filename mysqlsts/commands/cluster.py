@@ -18,7 +18,7 @@ from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
 from mysqlsts.commands.incluster import RoleSteps, in_cluster
 from mysqlsts.decisions.topology import Check
-from mysqlsts.errors import BadInput
+from mysqlsts.errors import BadInput, OperationFailed
 from mysqlsts.orchestrator import rollout
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.orchestrator.failover import Roles
@@ -37,18 +37,29 @@ def _kube_context_exists(context: str | None) -> bool:
     return bool(context or data.get("current-context"))
 
 
-def target_of(args: argparse.Namespace) -> str:
-    if args.target:
-        return args.target
-    return "kubernetes" if _kube_context_exists(args.context) else "local"
+def target_of(args: argparse.Namespace) -> str | None:
+    """The target named by --target or $MYSQLSTS_TARGET; None when neither names one."""
+    if args.target not in (None, "local", "kubernetes"):  # --target is checked by its parser: this came from
+        raise BadInput(f"MYSQLSTS_TARGET: must be local or kubernetes, got {args.target!r}")  # the environment
+    return args.target
 
 
 def platform_for(args: argparse.Namespace, name: str, namespace: str | None = None):
-    if target_of(args) == "kubernetes":
-        from mysqlsts.platform.kubernetes.platform import KubernetesPlatform  # the client loads slowly
+    target = target_of(args)
+    if target is None and not _kube_context_exists(args.context):
+        target = "local"
+    if target == "local":
+        return LocalPlatform(state_root(args.state_dir), name)
+    from mysqlsts.platform.kubernetes.platform import KubernetesPlatform  # the client loads slowly
 
-        return KubernetesPlatform(name, namespace=args.namespace or namespace, context=args.context)
-    return LocalPlatform(state_root(args.state_dir), name)
+    platform = KubernetesPlatform(name, namespace=args.namespace or namespace, context=args.context)
+    if target is None:  # chosen because a kubeconfig exists: a local user may not mean it, so fail fast
+        problem = platform.api.unanswered()
+        if problem:
+            raise OperationFailed(f"{platform.describe()}, chosen since a kubeconfig names a context: its API "
+                                  f"server does not answer ({problem}); for the local runtime pass --target local "
+                                  "or set MYSQLSTS_TARGET=local")
+    return platform
 
 
 def _cluster_name(args: argparse.Namespace) -> str:

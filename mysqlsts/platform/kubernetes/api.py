@@ -178,9 +178,10 @@ class Api:
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)  # tests replace it
 
-    def __init__(self, api_client: client.ApiClient, namespace: str):
+    def __init__(self, api_client: client.ApiClient, namespace: str, context: str | None = None):
         self.client = api_client
         self.namespace = namespace
+        self.context = context  # the kubeconfig context in use, by name (None: in-cluster)
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
 
@@ -196,15 +197,28 @@ class Api:
             else:
                 files = os.environ.get("KUBECONFIG") or None  # read now: the client reads it at import
                 api_client = config.new_client_from_config(config_file=files, context=context)
+                contexts, active = config.list_kube_config_contexts(config_file=files)
+                if context:
+                    active = next((c for c in contexts if c["name"] == context), active)
+                context = (active or {}).get("name")
                 if namespace is None:
-                    contexts, active = config.list_kube_config_contexts(config_file=files)
-                    if context:
-                        active = next((c for c in contexts if c["name"] == context), active)
                     namespace = (active or {}).get("context", {}).get("namespace")
         except (ConfigException, OSError) as e:
             flag = "--in-cluster" if in_cluster else "--context"
             raise BadInput(f"{flag}: cannot load the Kubernetes configuration: {e}") from e
-        return cls(api_client, namespace or "default")
+        return cls(api_client, namespace or "default", context)
+
+    def unanswered(self, seconds: float = 3.0) -> str | None:
+        """Why the API server does not answer one request within `seconds`, tried once; None when it does.
+        Any answer counts, a refusal too: the server is there."""
+        try:
+            client.VersionApi(self.client).get_code(_request_timeout=(seconds, seconds), _preload_content=False)
+        except ApiException:
+            return None
+        except TRANSPORT_ERRORS as e:
+            reason = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason else e
+            return f"{self.client.configuration.host}: {reason}"
+        return None
 
     def _method(self, verb: str, kind: str) -> Callable[..., Any]:
         k = KINDS[kind]

@@ -69,7 +69,7 @@ class KubernetesPlatform:
     # -- state ---------------------------------------------------------------------------
 
     def describe(self) -> str:
-        where = "in-cluster" if self.inside else f"context {self.context or '(current)'}"
+        where = "in-cluster" if self.inside else f"context {self.api.context or self.context or '(current)'}"
         return f"target: kubernetes, cluster: {self.name} (namespace {self.namespace}, {where})"
 
     def _sts(self) -> dict[str, Any] | None:
