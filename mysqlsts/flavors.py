@@ -46,9 +46,6 @@ class Flavor:
     wait_sees_own_transactions: bool
     # SHOW REPLICA STATUS columns, by their MySQL 8.4 name -> this flavor's name.
     replica_columns: dict[str, str]
-    # A fresh clone's GTIDs (the backup's binlog info) made the server's own, run once on its first start;
-    # %s is the GTIDs. MySQL: gtid_purged, which needs empty binary logs; MariaDB: the replication position.
-    apply_clone_gtid_sql: tuple[str, ...]
 
     def __str__(self) -> str:
         return self.name
@@ -93,8 +90,6 @@ MYSQL = Flavor(
     wait_gtids_sql="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
     wait_sees_own_transactions=True,
     replica_columns={},
-    apply_clone_gtid_sql=("SET GLOBAL super_read_only = OFF", "RESET BINARY LOGS AND GTIDS",
-                          "SET GLOBAL gtid_purged = %s", "SET GLOBAL super_read_only = ON"),
 )
 
 MARIADB = Flavor(
@@ -141,7 +136,6 @@ MARIADB = Flavor(
         "Replica_SQL_Running": "Slave_SQL_Running",
     },
     extra_binaries=("mariadb-install-db",),
-    apply_clone_gtid_sql=("SET GLOBAL gtid_slave_pos = %s",),
 )
 
 FLAVORS = {f.name: f for f in (MYSQL, MARIADB)}

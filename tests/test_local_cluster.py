@@ -686,3 +686,39 @@ def test_tricky_passwords_work_end_to_end_and_never_leak(tmp_path, flavor):
     finally:
         c.teardown()
     assert not (tmp_path / "state" / "tricky" / "pods").exists()
+
+
+@pytest.mark.parametrize("flavor", flavors("mariadb"))
+def test_a_fresh_clone_holds_its_position_before_it_takes_a_connection(tmp_path, flavor):
+    """A copy made by a backup tool gets its GTID position applied before anyone can reach its server:
+    a failover re-pointing it in between would have it replicate from nowhere. Cloned from the primary
+    (whose own transactions are in no replication position), the copy's first answer must already say
+    where its data ends."""
+    c = LocalCluster(tmp_path / "state", "fresh", flavor)
+    try:
+        ok(c.bootstrap("--replicas", "1", "--set", "mysql.semiSync.enabled=false"))  # semi-sync: not the point
+        with c.connect("fresh-primary") as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO app.t VALUES (1), (2), (3)")
+        scale = c.start("scale", "--replicas", "2")
+        try:
+            first = None
+            deadline = time.monotonic() + 120
+            while first is None and time.monotonic() < deadline and scale.poll() is None:
+                try:
+                    with c.connect(c.fqdn("fresh-1")) as conn, conn.cursor() as cur:  # its first answer
+                        cur.execute("SELECT @@GLOBAL.gtid_slave_pos")
+                        first = cur.fetchone()[0]
+                except pymysql.MySQLError:
+                    time.sleep(0.005)
+            out, progress = scale.communicate(timeout=300)
+        finally:
+            if scale.poll() is None:
+                scale.kill()
+        assert scale.returncode == 0, out + progress
+        log = c.platform.layout.pod("fresh-1").log("clone-mysql").read_text()
+        position = log.split("clone complete at GTID ")[1].split()[0]
+        assert position.startswith("0-") and first == position, (first, log[-1000:])
+    finally:
+        c.teardown()

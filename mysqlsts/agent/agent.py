@@ -111,8 +111,6 @@ class Agent:
                     self.log("the server restarted; settling the role again")
                     self.unsettled, self.stopping, self.delay = True, False, None
                 self.booted = booted
-                if self.env.clone_gtid_file.exists():
-                    self.apply_clone_gtid(server)
                 if self.unsettled and not self.stopping:
                     # Settling may take a few seconds (peers that hang, a join watched): the verdict
                     # stays fresh and says what the server is until then.
@@ -158,13 +156,6 @@ class Agent:
         self.log("stopped")
 
     # -- what it does ------------------------------------------------------------------------------
-
-    def apply_clone_gtid(self, server: Server) -> None:
-        text = self.env.clone_gtid_file.read_text().strip()
-        gtids = "" if text == "-" else text
-        server.apply_clone_gtid(gtids)
-        self.env.clone_gtid_file.unlink()
-        self.log(f"GTID position of the clone applied: {gtids or '<empty>'}")
 
     def settle(self, server: Server) -> NodeDecision | None:
         if self.env.quarantine_file.exists():

@@ -68,10 +68,6 @@ class PodEnv:
         return self.pv_dir / "data"
 
     @property
-    def clone_gtid_file(self) -> Path:  # a fresh clone's GTIDs ("-": none), applied once
-        return self.pv_dir / "clone-gtid"
-
-    @property
     def recorded_primary_file(self) -> Path:  # the primary this pod last followed (or itself)
         return self.pv_dir / "recorded-primary"
 

@@ -182,13 +182,6 @@ def wait_alone(conn, flavor: Flavor, wait: bool) -> None:
     execute(conn, f"SET GLOBAL {flavor.semi_sync_wait_alone_var} = {'ON' if wait else 'OFF'}")
 
 
-def apply_clone_gtid(conn, flavor: Flavor, gtids: str) -> None:
-    """Make a fresh clone's GTIDs (from the backup's binlog info) the server's own: once, at its first start."""
-    with conn.cursor() as cur:
-        for sql in flavor.apply_clone_gtid_sql:
-            cur.execute(sql, (gtids,) if "%s" in sql else None)
-
-
 def set_commit_delay(conn, flavor: Flavor, usec: int) -> None:
     """Make every binary-log group commit wait `usec` microseconds (0: not at all): the primary's
     throttle. MySQL has the delay itself (binlog_group_commit_sync_delay); MariaDB waits up to

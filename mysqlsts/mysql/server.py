@@ -35,7 +35,6 @@ class Server(Protocol):
     def wait_applied(self, gtids: str, timeout: float) -> bool: ...
     def become_source(self, semi_sync: bool) -> None: ...  # stops replicating; still fenced
     def wait_alone(self, wait: bool) -> None: ...  # semi-sync with no replica connected: hold commits, or not
-    def apply_clone_gtid(self, gtids: str) -> None: ...  # a fresh clone's GTIDs, once
     def booted_at(self) -> float: ...  # when the server started (epoch seconds)
     def set_commit_delay(self, usec: int) -> None: ...  # every group commit waits this long (0: none)
 
@@ -88,9 +87,6 @@ class SqlServer:
 
     def wait_alone(self, wait: bool) -> None:
         actions.wait_alone(self.conn, self.flavor, wait)
-
-    def apply_clone_gtid(self, gtids: str) -> None:
-        actions.apply_clone_gtid(self.conn, self.flavor, gtids)
 
     def booted_at(self) -> float:
         return actions.booted_at(self.conn)

@@ -185,7 +185,7 @@ while true; do
   attempt=$((attempt + 1))
 done
 
-if [[ -f $CLONE_GTID_FILE.new ]]; then # a backup tool's copy: the agent applies its GTID position once
+if [[ -f $CLONE_GTID_FILE.new ]]; then # a backup tool's copy: server.sh applies its GTID position first
   gtid=$(<"$CLONE_GTID_FILE.new")
   rm -f "$CLONE_GTID_FILE.new"
   printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"

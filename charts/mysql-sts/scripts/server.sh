@@ -62,4 +62,35 @@ watch_recovery() {
   done
 }
 
+# A copy made by a backup tool comes with its GTID position (clone-mysql.sh). The
+# server takes it in a boot of its own, with no network port, that ends once the
+# position is applied: so it holds its position before anyone can reach it, and
+# nobody (its agent, a failover re-pointing the replicas) can point it at a source
+# first. Should that boot die, the next start applies the position again: nothing
+# was replicated meanwhile. MySQL's CLONE plugin copies carry their GTID set.
+clone_position_sql() {
+  local gtid=$1
+  [[ $gtid =~ ^[0-9A-Fa-f:,-]*$ ]] || die "the clone's GTID position is not GTIDs: $gtid"
+  if [[ $FLAVOR == mariadb ]]; then
+    echo "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid");"
+  else # gtid_purged needs empty binary logs (the boot stays fenced: super_read_only allows both)
+    echo "RESET BINARY LOGS AND GTIDS;"
+    echo "SET GLOBAL gtid_purged = $(sql_quote "$gtid");"
+  fi
+  echo "SHUTDOWN;"
+}
+if [[ -f $CLONE_GTID_FILE ]]; then
+  gtid=$(<"$CLONE_GTID_FILE")
+  [[ $gtid == - ]] && gtid=""
+  log "applying the clone's GTID position (${gtid:-<empty>}) before the server takes a connection"
+  no_replica_start=--skip-replica-start
+  [[ $FLAVOR == mariadb ]] && no_replica_start=--skip-slave-start
+  "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" --skip-networking "$no_replica_start" \
+    --socket="$RUN_DIR/clone-position.sock" --pid-file="$RUN_DIR/clone-position.pid" \
+    --init-file=<(clone_position_sql "$gtid") 2> >(watch_recovery) || die "the boot that applies the clone's GTID position failed"
+  rm -f "$CLONE_GTID_FILE"
+  sync "$PV_DIR" 2>/dev/null || sync
+  log "the clone's GTID position applied"
+fi
+
 exec "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" 2> >(watch_recovery)
