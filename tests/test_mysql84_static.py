@@ -389,7 +389,7 @@ def executed_by_actions() -> tuple[list[tuple[str, str]], observe.ServerState]:
         actions.wait_alone(conn, m, semi)
         actions.replicate_from(conn, m, "mysql-0.mysql", 3306, "repl", "secret", semi)
     actions.write_probe(conn)
-    actions.booted_at(conn)
+    actions.booted_at(conn, m)
     state = observe.observe(conn, m)
     return [("executed", sql) for sql in conn.statements], state
 

@@ -195,15 +195,17 @@ def set_commit_delay(conn, flavor: Flavor, usec: int) -> None:
         execute(conn, "SET GLOBAL binlog_commit_wait_count = 0")
 
 
-def booted_at(conn) -> float:
+def booted_at(conn, flavor: Flavor) -> float:
     """When the running server started (epoch seconds): a new value means it restarted, however long
-    nobody looked (uptimes compared across a quick restart miss it). SHOW GLOBAL STATUS, as both flavors
-    have it (MySQL 8.0 removed information_schema.GLOBAL_STATUS; MariaDB ships performance_schema off)."""
+    nobody looked (uptimes compared across a quick restart miss it). One statement: the clock and the
+    uptime read apart drift by the time between them, and a server stalled for a second between two
+    statements read as a restart (MySQL 8.0 removed information_schema.GLOBAL_STATUS; MariaDB ships
+    performance_schema off)."""
+    status = flavor.pick(mysql="performance_schema.global_status", mariadb="information_schema.GLOBAL_STATUS")
     with conn.cursor() as cur:
-        cur.execute("SELECT UNIX_TIMESTAMP()")
-        now = float(cur.fetchone()[0])
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
-        return now - float(cur.fetchone()[1])
+        cur.execute(f"SELECT UNIX_TIMESTAMP() - (SELECT VARIABLE_VALUE FROM {status} "
+                    "WHERE VARIABLE_NAME = 'Uptime')")
+        return float(cur.fetchone()[0])
 
 
 def server_ca(conn) -> str:

@@ -89,7 +89,7 @@ class SqlServer:
         actions.wait_alone(self.conn, self.flavor, wait)
 
     def booted_at(self) -> float:
-        return actions.booted_at(self.conn)
+        return actions.booted_at(self.conn, self.flavor)
 
     def set_commit_delay(self, usec: int) -> None:
         actions.set_commit_delay(self.conn, self.flavor, usec)
