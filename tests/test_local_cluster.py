@@ -694,6 +694,9 @@ def test_a_fresh_clone_holds_its_position_before_it_takes_a_connection(tmp_path,
     a failover re-pointing it in between would have it replicate from nowhere. Cloned from the primary
     (whose own transactions are in no replication position), the copy's first answer must already say
     where its data ends."""
+    if flavor == "mysql":
+        pytest.skip("MySQL 9.7 clones with the CLONE plugin here, whose copy carries its GTID set; "
+                    "xtrabackup's (8.4) is checked statically")
     c = LocalCluster(tmp_path / "state", "fresh", flavor)
     try:
         ok(c.bootstrap("--replicas", "1", "--set", "mysql.semiSync.enabled=false"))  # semi-sync: not the point
