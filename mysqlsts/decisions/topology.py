@@ -118,9 +118,9 @@ def unsettled(views: list[PodView], semi_sync: bool, acks: int, bound: LagBound)
     applier that had nothing to do yet), and the first primary whose agent has not yet seen that its
     replicas joined (it then holds every commit for an acknowledgement)."""
     moving = [f"the DNS name of {v.name}" for v in views if v.running and v.address and v.resolved != v.address]
-    moving += [f"{v.name} catching up ({bound.exceeded(v.state.lag, v.behind)})" for v in views
+    moving += [f"{v.name} catching up ({behind})" for v in views
                if v.state is not None and v.state.io_running == "Yes" and v.state.sql_running == "Yes"
-               and not v.state.last_error and bound.exceeded(v.state.lag, v.behind)]
+               and not v.state.last_error and (behind := bound.exceeded(v.state.lag, v.behind))]
     primary = observed_primary(views)
     if semi_sync and primary is not None:
         state = next(v.state for v in views if v.name == primary)
