@@ -725,3 +725,40 @@ def test_a_fresh_clone_holds_its_position_before_it_takes_a_connection(tmp_path,
         assert position.startswith("0-") and first == position, (first, log[-1000:])
     finally:
         c.teardown()
+
+
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_scaling_to_and_from_one_pod_keeps_writes_flowing_and_acknowledged(tmp_path, flavor):
+    """At one pod a semi-sync primary that holds commits for an acknowledgement hangs every write; at two
+    and more, one that does not hold loses what no replica had when it dies. `scale` moves between the two."""
+    c = LocalCluster(tmp_path / "state", "solo", flavor)
+    server_flavor = server_flavors.get(flavor)
+
+    def write_then_semi_sync() -> tuple[bool, str]:
+        """A write (one that hangs fails after 10 s), then whether the primary holds commits while no
+        replica is connected, and its semi-sync status."""
+        with c.connect("solo-primary", read_timeout=10) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO app.t VALUES (NULL)")
+            cur.execute(f"SELECT @@GLOBAL.{server_flavor.semi_sync_wait_alone_var}")
+            holds = bool(cur.fetchone()[0])
+            cur.execute("SHOW GLOBAL STATUS LIKE %s", (server_flavor.semi_sync_source_status,))
+            return holds, cur.fetchone()[1]
+
+    try:
+        ok(c.bootstrap("--replicas", "1"))  # semi-sync on, as by default
+        with c.connect("solo-primary", read_timeout=10) as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY)")
+        write_then_semi_sync()
+        for _ in range(2):
+            ok(c.run("scale", "--replicas", "2"))
+            assert write_then_semi_sync() == (True, "ON")
+            assert wait_healthy(c)["healthy"]  # its checks: semi-sync active on the primary, on the replica
+            ok(c.run("scale", "--replicas", "1"))
+            write_then_semi_sync()  # does not hang
+            assert c.verify()["healthy"]
+        with c.connect("solo-primary") as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM app.t")
+            assert cur.fetchone()[0] == 5
+    finally:
+        c.teardown()

@@ -156,7 +156,7 @@ def test_configmap_carries_the_scripts_verbatim_and_the_flavor_config(rendered):
         assert "skip_replica_start = ON" in flavor_cnf
     else:
         assert "gtid_strict_mode = ON" in flavor_cnf and "skip_slave_start = ON" in flavor_cnf
-    semi = values["mysql"]["semiSync"]["enabled"] and values["replicas"] > 1
+    semi = values["mysql"]["semiSync"]["enabled"]  # at every size: a scale never changes the pod template
     assert ("_enabled = ON" in cm["data"]["config_replica.cnf"]) == semi
     # Crash recovery cuts an unacknowledged tail only on a MariaDB pod booting as a replica, and only with
     # semi-sync: an async replica would skip its own transactions coming back (docs/failover.md).
@@ -178,9 +178,11 @@ def test_replicas_apply_in_parallel_in_the_primarys_commit_order(flavor, threads
     assert applier == lines
 
 
-@pytest.mark.parametrize(("sets", "cut"), [(["replicas=3"], True), (["replicas=1"], False),
+@pytest.mark.parametrize(("sets", "cut"), [(["replicas=3"], True), (["replicas=1"], True),
                                            (["replicas=3", "mysql.semiSync.enabled=false"], False)])
 def test_mariadb_pods_cut_an_unacknowledged_tail_only_with_semi_sync(sets, cut):
+    """At one pod too (server.sh keeps the tail of a primary restarting in place): the template does not
+    change with the size, so a scale rolls no pod."""
     _, _, objects = build([], ["flavor=mariadb", *sets])
     (cm,) = by_kind(objects, "ConfigMap")
     assert ("init_rpl_role = SLAVE" in cm["data"]["config_mariadb.cnf"]) == cut
@@ -369,3 +371,17 @@ def test_the_backlog_bound_and_the_throttle_reach_every_container(throttle, valu
     for c in sts["spec"]["template"]["spec"]["containers"]:
         assert {"name": "MAX_BEHIND_TRANSACTIONS", "value": "10000"} in c["env"]
         assert {"name": "THROTTLE_BEHIND_TRANSACTIONS", "value": value} in c["env"]
+
+
+@pytest.mark.parametrize("flavor", ["mysql", "mariadb"])
+def test_a_scale_changes_neither_the_pod_template_nor_the_config(flavor):
+    """Scaling must not roll the pods (the primary among them): what changes with the size is done to
+    the running servers (Cluster.match_semi_sync_to_size, the agent's hold)."""
+    def template_and_config(replicas: int):
+        _, _, objects = build([], [f"flavor={flavor}", f"replicas={replicas}"])
+        (sts,) = by_kind(objects, "StatefulSet")
+        (cm,) = by_kind(objects, "ConfigMap")
+        return sts["spec"]["template"], cm["data"]
+
+    one, three, five = (template_and_config(n) for n in (1, 3, 5))
+    assert one == three == five

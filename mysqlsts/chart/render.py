@@ -93,8 +93,16 @@ def tools_selector(values: Values) -> dict[str, str]:
 
 
 def semi_sync_on(values: Values) -> bool:
-    """Semi-sync needs someone to acknowledge: a one-pod cluster is plainly async."""
-    return bool(values["mysql"]["semiSync"]["enabled"]) and values["replicas"] > 1
+    """Whether the servers run semi-sync (their config and the pods' environment): the same at every
+    size, so a scale never changes the pod template."""
+    return bool(values["mysql"]["semiSync"]["enabled"])
+
+
+def semi_sync_holds(values: Values) -> bool:
+    """Whether the primary holds each commit until a replica acknowledges it: only where one can. A
+    one-pod cluster commits unacknowledged (Cluster.match_semi_sync_to_size); once replicas follow again,
+    the primary's agent holds for good (agent.hold_once_replicated)."""
+    return semi_sync_on(values) and values["replicas"] > 1
 
 
 def semi_sync_acks(values: Values) -> int:

@@ -214,6 +214,7 @@ def scale_cmd(args: argparse.Namespace) -> int:
         passwords = platform.passwords()
         platform.apply(values, passwords, render(values, passwords))
         cluster = cluster_of(platform, values, passwords)
+        cluster.match_semi_sync_to_size()
         cluster.remove(removed, args.delete_data)
         cluster.converge(args.timeout)
         announce(args, f"scaled {platform.name} from {old} to {args.replicas} pods")

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pymysql
 
 from mysqlsts import flavors
-from mysqlsts.chart.render import Names, semi_sync_acks, semi_sync_on
+from mysqlsts.chart.render import Names, semi_sync_acks, semi_sync_holds, semi_sync_on
 from mysqlsts.decisions.lag import LagBound, unapplied
 from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, unsettled, verify_checks
 from mysqlsts.errors import BadInput, OperationFailed
@@ -139,7 +139,7 @@ class Cluster:
         views = self.observe_settled()
         checks = verify_checks(views, self.platform.recorded_primary(), self.platform.primary_fqdn(),
                                self.reached_through(self.platform.primary_fqdn(), observed_primary(views)),
-                               self.lag_bound(), semi_sync_on(self.values))
+                               self.lag_bound(), semi_sync_holds(self.values))
         if observed_primary(views) is not None and all(c.ok for c in checks):
             checks.extend(self.canary(views))
         elif observed_primary(views) is not None:
@@ -157,7 +157,7 @@ class Cluster:
         deadline = time.monotonic() + DNS_SETTLE_SECONDS
         while True:
             views = self.observe()
-            moving = unsettled(views, semi_sync_on(self.values), semi_sync_acks(self.values), self.lag_bound())
+            moving = unsettled(views, semi_sync_holds(self.values), semi_sync_acks(self.values), self.lag_bound())
             if not moving or time.monotonic() > deadline:
                 return views
             progress(f"waiting for {'; '.join(moving)} to settle")
@@ -296,6 +296,18 @@ class Cluster:
             raise OperationFailed(f"{primary} is the primary and would be removed; switch over to a lower "
                                   "ordinal first")
         return [p.name for p in sorted(removed, key=lambda p: -p.ordinal)]
+
+    def match_semi_sync_to_size(self) -> None:
+        """Before a scale to one pod: the primary stops holding commits for acknowledgements nobody will
+        send once its last replica is gone (every write would hang). The way back needs nothing here:
+        once a replica follows it again, its agent holds for good (agent.hold_once_replicated)."""
+        primary = self.platform.recorded_primary()
+        pod = next((p for p in self.platform.pods() if p.name == primary and p.running), None)
+        if not semi_sync_on(self.values) or semi_sync_holds(self.values) or pod is None:
+            return
+        progress(f"{pod.name}: commits no longer wait for a replica's acknowledgement (it will have none)")
+        with self.servers.operator(pod.fqdn, 3.0, address=pod.address) as server:
+            server.wait_alone(False)
 
     def remove(self, names: list[str], delete_data: bool) -> None:
         for name in names:

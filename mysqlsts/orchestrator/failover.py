@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from mysqlsts.chart.render import semi_sync_acks, semi_sync_on
+from mysqlsts.chart.render import semi_sync_acks, semi_sync_holds, semi_sync_on
 from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import (
     Election,
@@ -121,7 +121,7 @@ class Roles:
         excluded = errant_only(election)
         values = self.cluster.values
         followers = [v.name for v in views if v.name not in (new.name, *excluded) and v.state is not None]
-        _, last = repoint_order(followers, primary, semi_sync_acks(values) if semi_sync_on(values) else 0)
+        _, last = repoint_order(followers, primary, semi_sync_acks(values) if semi_sync_holds(values) else 0)
         unreached = self.promote(new, [v for v in views if v.name not in last], excluded=excluded, fallback=old)
         window = self.first_write(started)
         self.follow(new, [v for v in views if v.name in last], excluded, unreached)
@@ -233,6 +233,8 @@ class Roles:
         try:
             with self.server(new) as server:
                 server.become_source(semi)
+                if semi and not semi_sync_holds(self.cluster.values):
+                    server.wait_alone(False)  # alone in its cluster: nobody could acknowledge
         except ServerError as e:
             if fallback is None:
                 raise
