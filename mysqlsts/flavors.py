@@ -35,6 +35,7 @@ class Flavor:
     stop_replica_sql: str
     start_replica_sql: str
     stop_receiving_sql: str  # the IO thread only
+    start_applying_sql: str  # the SQL thread only: a server restarted with a relay log applies it
     reset_replica_sql: str  # forget the source altogether
     # Statements that prepare a stopped replica for the change of source, %s what it holds (MariaDB: replicate
     # from there, not from a gtid_slave_pos that may lag it).
@@ -85,6 +86,7 @@ MYSQL = Flavor(
     stop_replica_sql="STOP REPLICA",
     start_replica_sql="START REPLICA",
     stop_receiving_sql="STOP REPLICA IO_THREAD",
+    start_applying_sql="START REPLICA SQL_THREAD",
     reset_replica_sql="RESET REPLICA ALL",
     before_change_source_sql=(),
     wait_gtids_sql="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
@@ -124,6 +126,7 @@ MARIADB = Flavor(
     stop_replica_sql="STOP SLAVE",
     start_replica_sql="START SLAVE",
     stop_receiving_sql="STOP SLAVE IO_THREAD",
+    start_applying_sql="START SLAVE SQL_THREAD",
     reset_replica_sql="RESET SLAVE ALL",
     before_change_source_sql=("SET GLOBAL gtid_slave_pos = %s",),
     wait_gtids_sql="SELECT MASTER_GTID_WAIT(%s, %s)",

@@ -762,3 +762,47 @@ def test_scaling_to_and_from_one_pod_keeps_writes_flowing_and_acknowledged(tmp_p
             assert cur.fetchone()[0] == 5
     finally:
         c.teardown()
+
+
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_an_acknowledged_commit_held_by_one_replica_survives_its_restart_and_the_failover(tmp_path, flavor):
+    """A chained failure: the primary goes with a commit that one replica alone received (and
+    acknowledged) but had not applied, and that replica's server dies before any promotion. What it
+    received must survive its restart, and the election must see it there."""
+    c = LocalCluster(tmp_path / "state", "chain", flavor)
+    f = server_flavors.get(flavor)
+    try:
+        ok(c.bootstrap("--replicas", "3"))
+        with c.connect("chain-primary") as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO app.t VALUES (1)")
+        assert wait_healthy(c)["healthy"]
+        primary = next(p["pod"] for p in c.status()["pods"] if p["role"] == "primary")
+        holder, other = (p for p in ("chain-0", "chain-1", "chain-2") if p != primary)
+        with c.connect(c.fqdn(other)) as conn, conn.cursor() as cur:  # receives nothing more
+            cur.execute(f.stop_replica_sql + " IO_THREAD")
+        with c.connect(c.fqdn(holder)) as conn, conn.cursor() as cur:  # receives, acknowledges, applies nothing
+            cur.execute(f.stop_replica_sql + " SQL_THREAD")
+        with c.connect("chain-primary", read_timeout=10) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO app.t VALUES (2)")  # acknowledged: it is in the holder's relay log
+        c.platform.stop_pod(primary)  # gone, with its data (a lost node)
+        kill_server_and_wait_restart(c, holder)
+        deadline = time.monotonic() + 60
+        while True:  # an election waits for every node with data (it would refuse, naming the holder)
+            try:
+                with c.connect(c.fqdn(holder)):
+                    break
+            except pymysql.MySQLError:
+                assert time.monotonic() < deadline, f"{holder} does not answer after its restart"
+                time.sleep(0.2)
+        failover = c.run("failover")
+        assert failover.returncode == 0, failover.stdout + failover.stderr
+        with c.connect("chain-primary") as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM app.t ORDER BY id")
+            assert [r[0] for r in cur.fetchall()] == [1, 2], failover.stderr
+        c.platform.start_pod(primary)
+        assert wait_healthy(c, timeout=120)["healthy"]
+        all_rows_everywhere(c, [1, 2], table="app.t")
+    finally:
+        c.teardown()

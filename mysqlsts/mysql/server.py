@@ -29,7 +29,7 @@ class Server(Protocol):
     def fence(self, grace: float) -> list[int]: ...  # read-only; kills writers left after `grace` s
     def unfence(self) -> None: ...
     def executed(self) -> str: ...  # its GTIDs, as the flavor writes them
-    def stop_receiving(self) -> None: ...  # the receiver only: what arrived is still applied
+    def stop_receiving(self) -> None: ...  # the receiver only; what arrived is applied (the applier runs)
     def stop_replicating(self) -> None: ...
     def replicate_from(self, source_fqdn: str, semi_sync: bool) -> None: ...  # GTID auto-position, TLS
     def wait_applied(self, gtids: str, timeout: float) -> bool: ...
@@ -69,7 +69,9 @@ class SqlServer:
         return held(self.conn, self.flavor)
 
     def stop_receiving(self) -> None:
-        actions.execute(self.conn, self.flavor.stop_receiving_sql)
+        # A server restarted keeps its relay log with its applier stopped (skip_replica_start): a failover
+        # waits for the candidate to apply it, and it may hold an acknowledged commit nobody else has.
+        actions.execute(self.conn, self.flavor.stop_receiving_sql, self.flavor.start_applying_sql)
 
     def stop_replicating(self) -> None:
         actions.execute(self.conn, self.flavor.stop_replica_sql)

@@ -50,8 +50,8 @@ SECRET_NAMES=(root-password replication-password operator-password clone-secret)
 TCP_KEEPALIVE=keepalive,keepidle=10,keepintvl=5,keepcnt=3
 
 case $FLAVOR in
-  mysql) SERVER_BIN=mysqld CLIENT_BIN=mysql BACKUP_BIN=xtrabackup STREAM_BIN=xbstream ;;
-  mariadb) SERVER_BIN=mariadbd CLIENT_BIN=mariadb BACKUP_BIN=mariabackup STREAM_BIN=mbstream ;;
+  mysql) SERVER_BIN=mysqld CLIENT_BIN=mysql BACKUP_BIN=xtrabackup STREAM_BIN=xbstream BINLOG_BIN=mysqlbinlog ;;
+  mariadb) SERVER_BIN=mariadbd CLIENT_BIN=mariadb BACKUP_BIN=mariabackup STREAM_BIN=mbstream BINLOG_BIN=mariadb-binlog ;;
   *) echo "unknown FLAVOR $FLAVOR" >&2; exit 1 ;;
 esac
 # How an empty pod copies its data (mysql.cloneMethod): the backup tool's stream over the clone

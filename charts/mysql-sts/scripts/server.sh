@@ -93,4 +93,78 @@ if [[ -f $CLONE_GTID_FILE ]]; then
   log "the clone's GTID position applied"
 fi
 
+# MariaDB: a replica's relay log can end with transactions it received (with
+# semi-sync, acknowledged) but had not applied when it stopped. MariaDB throws
+# the relay log away when replication starts again in GTID mode, and with the
+# primary lost it may hold the only copy of an acknowledged commit. So a boot of
+# its own, with no network port, applies them first and moves the replication
+# position past them: an election sees them, nothing fetches them twice.
+if [[ $FLAVOR == mariadb ]]; then
+  # The relay logs from the one the applier stopped in, and its position there
+  # (relay-log.info: a line count, then that log and the position).
+  relay_tail() {
+    local info=$DATA_DIR/relay-log.info index=$DATA_DIR/relay-bin.index name pos log found=""
+    [[ -s $info && -s $index ]] || return 0
+    { read -r _; read -r name; read -r pos; } <"$info"
+    [[ $pos =~ ^[0-9]+$ ]] || return 0
+    while read -r log; do
+      [[ ${log##*/} == "${name##*/}" ]] && found=1
+      [[ -n $found && -f $DATA_DIR/${log##*/} ]] && printf '%s\n' "$DATA_DIR/${log##*/}"
+    done <"$index"
+    printf '%s\n' "$pos"
+  }
+
+  # The GTIDs of the transactions in those logs past that position.
+  relay_tail_gtids() {
+    local -a logs
+    mapfile -t logs < <(relay_tail)
+    ((${#logs[@]} > 1)) || return 0
+    "$BINLOG_BIN" --start-position="${logs[-1]}" "${logs[@]:0:${#logs[@]}-1}" 2>/dev/null |
+      grep -oE '[[:space:]]GTID [0-9]+-[0-9]+-[0-9]+' | awk '{print $2}' || true
+  }
+
+  # What a MariaDB server holds, one GTID per domain: the further of its binlog
+  # and replication positions (as mysql/observe.held).
+  held_sql="SELECT CONCAT_WS(',', NULLIF(@@GLOBAL.gtid_binlog_pos, ''), NULLIF(@@GLOBAL.gtid_slave_pos, ''))"
+  furthest_per_domain() {
+    tr ',' '\n' | awk -F- 'NF == 3 && (!($1 in seq) || $3 + 0 > seq[$1] + 0) { seq[$1] = $3; gtid[$1] = $0 }
+      END { out = ""; for (d in gtid) out = out (out == "" ? "" : ",") gtid[d]; print out }'
+  }
+
+  tail_sock=$RUN_DIR/relay-tail.sock
+  as_root() { "$CLIENT_BIN" --defaults-extra-file=<(client_cnf root root-password) --socket="$tail_sock" -B -N "$@"; }
+
+  apply_relay_tail() {
+    local pid held logs
+    "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" --skip-networking --skip-slave-start \
+      --read-only=OFF --socket="$tail_sock" --pid-file="$RUN_DIR/relay-tail.pid" 2> >(watch_recovery) &
+    pid=$!
+    for _ in $(seq 600); do
+      as_root -e 'SELECT 1' >/dev/null 2>&1 && break
+      kill -0 "$pid" 2>/dev/null || die "the boot that applies the relay log's tail failed"
+      sleep 0.1
+    done
+    held=$(as_root -e "$held_sql" | furthest_per_domain)
+    mapfile -t logs < <(relay_tail)
+    if quietly as_root < <("$BINLOG_BIN" ${held:+--start-position="$held"} "${logs[@]:0:${#logs[@]}-1}"); then
+      held=$(as_root -e "$held_sql" | furthest_per_domain)
+      # The relay logs go (the source stays named): applied, and no later boot finds them again.
+      as_root -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$held"); RESET SLAVE; SHUTDOWN"
+      wait "$pid" || die "the boot that applies the relay log's tail did not shut down cleanly"
+      log "the relay log's tail applied: this pod holds $held"
+    else  # kept for a person to read; replication starting again discards them
+      log "ERROR: applying the relay log's tail failed (the error above); this pod holds $held without it"
+      as_root -e "SHUTDOWN"
+      wait "$pid" || die "the boot that applies the relay log's tail did not shut down cleanly"
+    fi
+    sync "$PV_DIR" 2>/dev/null || sync
+  }
+
+  tail_gtids=$(relay_tail_gtids | paste -sd, -)
+  if [[ -n $tail_gtids ]]; then
+    log "the relay log holds transactions received but not applied ($tail_gtids): applying them before the server takes a connection"
+    apply_relay_tail
+  fi
+fi
+
 exec "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" 2> >(watch_recovery)
