@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mysqlsts.decisions.cluster import Action, Memory, State, decide
-from mysqlsts.decisions.failover import Node
+from mysqlsts.decisions.failover import Node, short_of
 from mysqlsts.decisions.gtid import MariadbGtidPos
 
 P = MariadbGtidPos.parse
@@ -75,6 +75,21 @@ CASES = {
     "writable but not recorded": ([primary("mysql-1"), replica("mysql-0", source="mysql-1"),
                                    replica("mysql-2", source="mysql-1")], "mysql-0", Memory(), ("mysql-1",), False,
                                   State.UNRECORDED_PRIMARY, Action.RECORD, "mysql-1", "recorded primary is mysql-0"),
+    # An empty pod initialized over the cluster's data (server_id 100 again: pod 0) must never be recorded,
+    # nor the nodes holding the data quarantined and recloned from it.
+    "writable but short of the data": ([primary("mysql-0", gtid="0-100-2"), replica("mysql-1", gtid="0-100-50",
+                                                                                     source=None, io=False),
+                                        replica("mysql-2", gtid="0-100-50", source=None, io=False)], "mysql-1",
+                                       Memory(), (), False, State.UNRECORDED_PRIMARY, Action.WAIT, "mysql-0",
+                                       "lacks 0-100-50 that mysql-1 holds"),
+    "stray the primary is short of": ([primary(gtid="0-100-2"), replica("mysql-1", gtid="0-100-50", source=None,
+                                                                        io=False), replica("mysql-2", gtid="0-100-2")],
+                                      "mysql-0", Memory(strays=frozenset({"mysql-1"})), (), True, State.DEGRADED,
+                                      Action.WAIT, "mysql-1", "not quarantining mysql-1"),
+    "quarantined, autoReclone on, primary short of it": (
+        [primary(gtid="0-100-2"), replica("mysql-1", gtid="0-100-50", quarantined=True), replica("mysql-2",
+                                                                                                 gtid="0-100-2")],
+        "mysql-0", Memory(), (), True, State.DEGRADED, Action.WAIT, "mysql-1", "not recloning it from mysql-0"),
     "nothing answers": ([down("mysql-0", owns_data=False), down("mysql-1", owns_data=False)], "mysql-0", Memory(),
                         (), False, State.NO_PRIMARY, Action.WAIT, None, "neither does any replica"),
 }
@@ -160,4 +175,23 @@ def test_decide_is_total_and_never_acts_against_the_invariants(nodes, recorded, 
         assert writable == [recorded]
     if d.action is Action.RECORD:
         assert writable == [d.pod] and d.pod != recorded
+        assert not short_of(next(n for n in nodes if n.name == d.pod), nodes)  # it holds all a node has
+    if d.action is Action.RECLONE:
+        assert not short_of(next(n for n in nodes if n.name == recorded), [n for n in nodes if n.name == d.pod])
     assert d.reason
+
+
+def test_what_a_primary_is_short_of_leaves_out_what_each_node_wrote_itself():
+    from mysqlsts.decisions.gtid import MysqlGtidSet
+    a, b, c = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "4e11fa47-71ca-11e1-9e33-c80aa9429562", \
+        "5e11fa47-71ca-11e1-9e33-c80aa9429562"
+    m = MysqlGtidSet.parse
+
+    def node(name, gtids, origin):
+        return Node(name, True, executed=m(gtids), origin=origin)
+
+    fresh = node("mysql-0", f"{c}:1-3", c)  # an empty pod 0 initialized anew: a new server_uuid
+    holder = node("mysql-1", f"{a}:1-50,{b}:1-2", b)  # the history, and two errant writes of its own
+    assert {k: str(v) for k, v in short_of(fresh, [fresh, holder]).items()} == {"mysql-1": f"{a}:1-50"}
+    caught_up = node("mysql-2", f"{a}:1-50", a)
+    assert short_of(caught_up, [caught_up, holder]) == {}  # its own errant writes are no shortage

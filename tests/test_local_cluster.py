@@ -806,3 +806,43 @@ def test_an_acknowledged_commit_held_by_one_replica_survives_its_restart_and_the
         all_rows_everywhere(c, [1, 2], table="app.t")
     finally:
         c.teardown()
+
+
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_an_empty_pod_0_never_becomes_the_primary_over_the_clusters_data(tmp_path, flavor):
+    """Pod 0's volume is lost and the cluster stopped; pod 0 starts first, with no peer answering. It must
+    not initialize a new primary (its peers would find themselves errant against it and be quarantined,
+    and autoReclone would wipe them): it waits for a donor, a node with the data is elected, and pod 0
+    clones from it."""
+    c = LocalCluster(tmp_path / "state", "empty", flavor)
+    try:
+        ok(c.bootstrap("--replicas", "3"))
+        with c.connect("empty-primary") as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO app.t VALUES (1), (2), (3)")
+        assert wait_healthy(c)["healthy"] and c.platform.recorded_primary() == "empty-0"
+        for pod in ("empty-2", "empty-1", "empty-0"):
+            c.platform.stop_pod(pod)
+        c.platform.delete_pod_data("empty-0")
+        c.platform.start_pod("empty-0")
+        init_log = c.platform.layout.pod("empty-0").log("init-mysql")
+        deadline = time.monotonic() + 60
+        while "no data" not in (init_log.read_text() if init_log.exists() else ""):
+            assert time.monotonic() < deadline, "init-mysql said nothing about its empty volume"
+            time.sleep(0.2)
+        said = init_log.read_text()
+        assert "this cluster has held data (its recorded primary: empty-0)" in said, said
+        assert "initializing the first primary" not in said
+        c.platform.start_pod("empty-1")
+        c.platform.start_pod("empty-2")
+        deadline = time.monotonic() + 120
+        while not any(p["role"] == "primary" for p in c.status()["pods"]):  # once both holders answer
+            assert time.monotonic() < deadline, "no primary elected among the nodes with the data"
+            ok(c.run("failover", "--if-no-primary"))
+            time.sleep(1)
+        assert wait_healthy(c, timeout=180)["healthy"]
+        all_rows_everywhere(c, [1, 2, 3], table="app.t")
+        assert not any(p["role"] == "quarantined" for p in c.status()["pods"])
+    finally:
+        c.teardown()

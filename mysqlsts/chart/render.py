@@ -36,6 +36,9 @@ POD_PATHS = {
     "TOOLS_DIR": "/usr/local/mysqlsts/bin",  # socat for the clone listener, copied from the mysqlsts image
     "SECRETS_DIR": "/etc/mysqlsts/secrets",  # Secret volume: one file per password, read by the scripts
     "TLS_DIR": "/etc/mysqlsts/tls",  # Secret volume: ca.crt, tls.crt, tls.key
+    # ConfigMap volume (optional): `primary`, the recorded primary, once a cluster has one. A cluster that
+    # has held data never initializes an empty primary (init-mysql.sh).
+    "RECORD_DIR": "/etc/mysqlsts/record",
 }
 # The pod agent's readiness verdict, rewritten every second (mysqlsts/agent/podenv.py, lib.sh).
 AGENT_READY_FILE = f"{POD_PATHS['RUN_DIR']}/agent-ready"
@@ -198,6 +201,7 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         {"name": "run", "mountPath": POD_PATHS["RUN_DIR"]},
         {"name": "tmp", "mountPath": POD_PATHS["TMPDIR"]},
         {"name": "tools", "mountPath": POD_PATHS["TOOLS_DIR"]},
+        {"name": "record", "mountPath": POD_PATHS["RECORD_DIR"], "readOnly": True},
     ]
     secret_mounts = [{"name": "secrets", "mountPath": POD_PATHS["SECRETS_DIR"], "readOnly": True},
                      {"name": "tls", "mountPath": POD_PATHS["TLS_DIR"], "readOnly": True}]
@@ -223,6 +227,9 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         # mounted there would hide it. It needs none of the scripts, the config or the tools.
         "agent_mounts": [m for m in mounts + secret_mounts if m["name"] not in ("config", "conf", "tools")],
         "secret_volumes": secret_volumes(values),
+        "record_volume": {"name": "record", "configMap": {"name": Names.of(values["name"]).record, "optional": True,
+                                                          "defaultMode": 0o444,
+                                                          "items": [{"key": "primary", "path": "primary"}]}},
         "tools_dir": POD_PATHS["TOOLS_DIR"],
         "agent_ready_file": AGENT_READY_FILE,
         "container_security": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from mysqlsts.decisions.failover import Node, diverged, is_diverged, primary_lost, unknown_to
+from mysqlsts.decisions.failover import Node, diverged, is_diverged, primary_lost, short_of, unknown_to
 
 
 class State(Enum):
@@ -55,6 +55,10 @@ class Decision:
     strays: frozenset[str] = frozenset()  # fenced nodes following the wrong source now: remember them
 
 
+def shortage(short: dict[str, object]) -> str:
+    return "; ".join(f"{gtids} that {name} holds" for name, gtids in short.items())
+
+
 def strays(nodes: list[Node], primary: str) -> frozenset[str]:
     """Fenced, answering, healthy nodes that do not follow the primary."""
     return frozenset(n.name for n in nodes if n.reachable and not n.writable and not n.quarantined
@@ -97,6 +101,11 @@ def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), s
         # Nodes boot fenced and only a promotion unfences one, so the one writable node is the primary:
         # a command that moved it and died before recording it leaves this. The controller records it
         # once it holds the cluster lock, i.e. once no command is still in the middle of moving it.
+        # Unless it holds less than a node with data: then it is no primary of this cluster's history.
+        short = short_of(next(n for n in nodes if n.name == writable[0]), nodes)
+        if short:
+            return Decision(State.UNRECORDED_PRIMARY, Action.WAIT, f"{writable[0]} is writable but lacks "
+                            f"{shortage(short)}: not recording it; a person must choose", pod=writable[0])
         return Decision(State.UNRECORDED_PRIMARY, Action.RECORD,
                         f"{writable[0]} is the one writable node but the recorded primary is {recorded or 'none'}",
                         pod=writable[0])
@@ -107,6 +116,11 @@ def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), s
     for name in sorted(now & memory.strays):
         node = next(n for n in nodes if n.name == name)
         extra = unknown_to(node, primary)
+        short = short_of(primary, [node])
+        if short:  # the primary is the one short: quarantined, the node would be recloned from it
+            return Decision(State.DEGRADED, Action.WAIT, f"{recorded} is the primary but lacks "
+                            f"{shortage(short)}: not quarantining {name}; a person must choose",
+                            pod=name, strays=now)
         if extra is not None:
             return Decision(State.DEGRADED, Action.QUARANTINE, f"holds {extra} that {recorded} lacks",
                             pod=name, strays=now)
@@ -114,6 +128,11 @@ def decide(nodes: list[Node], recorded: str | None, memory: Memory = Memory(), s
                         f"fenced and following {node.source or 'no one'}; {recorded} is the primary",
                         pod=name, source=recorded, strays=now)
     quarantined = next((n.name for n in nodes if n.quarantined), None)
+    short = short_of(primary, [n for n in nodes if n.name == quarantined])
+    if quarantined is not None and auto_reclone and short:
+        return Decision(State.DEGRADED, Action.WAIT, f"{quarantined} is quarantined, but {recorded} lacks "
+                        f"{shortage(short)}: not recloning it from {recorded}; a person must choose",
+                        pod=quarantined, strays=now)
     if quarantined is not None and auto_reclone:
         return Decision(State.DEGRADED, Action.RECLONE,
                         "quarantined (errant transactions); controller.autoReclone is on", pod=quarantined,

@@ -90,6 +90,24 @@ def unknown_to(node: Node, primary: Node) -> Gtids | None:
     return node.executed.minus(primary.known)
 
 
+def short_of(primary: Node, nodes: list[Node]) -> dict[str, Gtids]:
+    """What other nodes hold that `primary` has never seen, leaving out what each originated itself (a
+    write on a replica, a lost primary's unacknowledged tail: errant, theirs to lose). Anything else
+    came from a primary of the cluster's history, so a primary short of it holds less than a node with
+    data (an empty pod initialized over the cluster's data): never to be recorded, nor cloned from."""
+    if primary.known is None:
+        return {}
+    short = {}
+    for n in nodes:
+        if n.name == primary.name or n.executed is None:
+            continue
+        missing = n.executed.minus(primary.known)
+        foreign = missing.minus(missing.originated_by(n.origin)) if n.origin else missing
+        if foreign:
+            short[n.name] = foreign
+    return short
+
+
 def is_diverged(node: Node, nodes: list[Node]) -> bool:
     """Its source refused its GTID position (error 1236) because their histories differ. Not when
     the source is a fenced node holding less than it: a primary back from a crash whose recovery cut

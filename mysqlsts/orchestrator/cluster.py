@@ -16,9 +16,12 @@ import pymysql
 
 from mysqlsts import flavors
 from mysqlsts.chart.render import Names, semi_sync_acks, semi_sync_holds, semi_sync_on
+from mysqlsts.decisions import gtid
+from mysqlsts.decisions.failover import Node, node_of_state, short_of
 from mysqlsts.decisions.lag import LagBound, unapplied
 from mysqlsts.decisions.topology import Check, PodView, observed_primary, pod_of, role, unsettled, verify_checks
-from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.errors import BadInput, OperationFailed, failing_as
+from mysqlsts.flavors import Flavor
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.actions import CANARY_TABLE, create_canary_table
 from mysqlsts.mysql.observe import connect
@@ -30,6 +33,12 @@ PROBE_SETTLE_SECONDS = 1.5  # a little over the chart's readinessProbe periodSec
 PRIMARY_NAME_WAIT_SECONDS = 15.0  # kube-proxy programs a Service's new endpoint within a second or so
 DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS's kubernetes plugin default)
 RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's agent unfences it sooner; a restarted one needs us
+
+
+def node_of(view: PodView, flavor: Flavor) -> Node:
+    with failing_as(gtid.GtidError):
+        return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data,
+                             timed_out=view.timed_out)
 
 
 def resolve(name: str) -> str | None:
@@ -126,7 +135,14 @@ class Cluster:
         return rows
 
     def publish_primary(self, views: list[PodView] | None = None) -> str | None:
-        primary = observed_primary(views or self.observe())
+        views = views or self.observe()
+        primary = observed_primary(views)
+        short = {} if primary is None else short_of(node_of(next(v for v in views if v.name == primary), self.flavor),
+                                                    [node_of(v, self.flavor) for v in views])
+        if short:  # an empty pod made writable over the data, say: never what the primary name reaches
+            progress(f"{primary} is writable but lacks " + "; ".join(f"{g} that {n} holds" for n, g in short.items())
+                     + ": not recording it as the primary")
+            return None
         if primary is not None and primary != self.platform.recorded_primary():
             progress(f"primary is {primary}; pointing {self.platform.primary_fqdn()} at it")
         if primary is not None:

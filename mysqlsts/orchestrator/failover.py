@@ -13,14 +13,12 @@ from typing import Any, NoReturn
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from mysqlsts.chart.render import semi_sync_acks, semi_sync_holds, semi_sync_on
-from mysqlsts.decisions import gtid
 from mysqlsts.decisions.failover import (
     Election,
     Node,
     diverged,
     elect,
     errant,
-    node_of_state,
     repoint_order,
     silent_owners,
     switchover_candidate,
@@ -28,23 +26,16 @@ from mysqlsts.decisions.failover import (
 )
 from mysqlsts.decisions.lag import behind
 from mysqlsts.decisions.topology import PodView, observed_primary
-from mysqlsts.errors import OperationFailed, failing_as
-from mysqlsts.flavors import Flavor
+from mysqlsts.errors import OperationFailed
 from mysqlsts.interrupts import uninterrupted
 from mysqlsts.model import ServerError
 from mysqlsts.mysql.server import Server
-from mysqlsts.orchestrator.cluster import Cluster
+from mysqlsts.orchestrator.cluster import Cluster, node_of
 from mysqlsts.output import progress
 
 # A step of a role change connects with at least this: the controller's looks are bounded far
 # tighter (to measure a primary's silence), but a step that gives up on a busy node fails a failover.
 ACTION_CONNECT_SECONDS = 1.0
-
-
-def node_of(view: PodView, flavor: Flavor) -> Node:
-    with failing_as(gtid.GtidError):
-        return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data,
-                             timed_out=view.timed_out)
 
 
 def errant_only(election: Election) -> dict[str, str]:

@@ -190,7 +190,8 @@ if [[ -f $CLONE_GTID_FILE.new ]]; then # a backup tool's copy: server.sh applies
   rm -f "$CLONE_GTID_FILE.new"
   printf '%s\n' "${gtid:--}" >"$CLONE_GTID_FILE"
   outcome="at GTID ${gtid:-<empty>}"
-else
+else # server.sh still boots it once on its own (the donor's relay log metadata goes)
+  printf 'carried\n' >"$CLONE_GTID_FILE"
   outcome="(the copy carries its GTID set)"
 fi
 record_primary "${primary:-}"

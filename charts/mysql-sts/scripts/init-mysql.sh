@@ -46,6 +46,16 @@ if ((ORDINAL != 0)); then
   log "no data yet; clone-mysql will clone it from a peer"
   exit 0
 fi
+# Only a cluster that never held data gets a new primary: once one served, its
+# data is on the other volumes (or gone, and only `destroy --delete-data`
+# starts over), and an empty primary would have them quarantined and recloned.
+held_by=$(cluster_primary)
+if [[ -n $held_by ]]; then
+  log "no data, but this cluster has held data (its recorded primary: $held_by): never initializing an" \
+    "empty primary over it; clone-mysql clones from a peer with the data (to start over without it:" \
+    "mysqlsts destroy --delete-data, then bootstrap)"
+  exit 0
+fi
 peers=$(peer_pods)
 if [[ -n $peers ]]; then
   log "no data, but peers exist ($(tr '\n' ' ' <<<"$peers")): cloning instead of bootstrapping a new primary"

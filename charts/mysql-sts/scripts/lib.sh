@@ -183,6 +183,10 @@ backup_gtid() {
 
 recorded_primary() { cat "$RECORDED_PRIMARY_FILE" 2>/dev/null || true; }
 
+# The cluster's recorded primary (a ConfigMap mysqlsts writes once a primary
+# serves), empty for a cluster that never had one.
+cluster_primary() { cat "${RECORD_DIR:-/nonexistent}/primary" 2>/dev/null || true; }
+
 # Keyed answer to a clone challenge: sha256(nonce ":" secret). printf is a
 # builtin, so the secret never shows up in any process's arguments.
 clone_answer() {

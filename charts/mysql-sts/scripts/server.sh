@@ -62,35 +62,45 @@ watch_recovery() {
   done
 }
 
-# A copy made by a backup tool comes with its GTID position (clone-mysql.sh). The
-# server takes it in a boot of its own, with no network port, that ends once the
-# position is applied: so it holds its position before anyone can reach it, and
-# nobody (its agent, a failover re-pointing the replicas) can point it at a source
-# first. Should that boot die, the next start applies the position again: nothing
-# was replicated meanwhile. MySQL's CLONE plugin copies carry their GTID set.
+# A fresh copy boots once on its own first, with no network port, in a boot that
+# ends by itself, so nobody (its agent, a failover re-pointing the replicas) can
+# reach it before it is whole:
+# - a backup tool's copy comes with its GTID position (clone-mysql.sh), applied
+#   there; MySQL's CLONE plugin copies carry their GTID set ("carried");
+# - the replication metadata that came with the copy is the donor's, and no relay
+#   log came with it: that boot recovers the relay log (relay_log_recovery, OFF
+#   otherwise so that a replica keeps what it received across a crash).
+# Should that boot die, the next start does it again: nothing was replicated
+# meanwhile.
 clone_position_sql() {
   local gtid=$1
-  [[ $gtid =~ ^[0-9A-Fa-f:,-]*$ ]] || die "the clone's GTID position is not GTIDs: $gtid"
-  if [[ $FLAVOR == mariadb ]]; then
-    echo "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid");"
-  else # gtid_purged needs empty binary logs (the boot stays fenced: super_read_only allows both)
-    echo "RESET BINARY LOGS AND GTIDS;"
-    echo "SET GLOBAL gtid_purged = $(sql_quote "$gtid");"
+  if [[ $gtid != carried ]]; then
+    [[ $gtid =~ ^[0-9A-Fa-f:,-]*$ ]] || die "the clone's GTID position is not GTIDs: $gtid"
+    if [[ $FLAVOR == mariadb ]]; then
+      echo "SET GLOBAL gtid_slave_pos = $(sql_quote "$gtid");"
+    else # gtid_purged needs empty binary logs (the boot stays fenced: super_read_only allows both)
+      echo "RESET BINARY LOGS AND GTIDS;"
+      echo "SET GLOBAL gtid_purged = $(sql_quote "$gtid");"
+    fi
   fi
   echo "SHUTDOWN;"
 }
 if [[ -f $CLONE_GTID_FILE ]]; then
   gtid=$(<"$CLONE_GTID_FILE")
   [[ $gtid == - ]] && gtid=""
-  log "applying the clone's GTID position (${gtid:-<empty>}) before the server takes a connection"
+  if [[ $gtid == carried ]]; then
+    log "first boot of a fresh copy (its GTID set came with it): dropping the donor's relay log metadata"
+  else
+    log "applying the clone's GTID position (${gtid:-<empty>}) before the server takes a connection"
+  fi
   no_replica_start=--skip-replica-start
   [[ $FLAVOR == mariadb ]] && no_replica_start=--skip-slave-start
   "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" --skip-networking "$no_replica_start" \
-    --socket="$RUN_DIR/clone-position.sock" --pid-file="$RUN_DIR/clone-position.pid" \
-    --init-file=<(clone_position_sql "$gtid") 2> >(watch_recovery) || die "the boot that applies the clone's GTID position failed"
+    --relay-log-recovery=ON --socket="$RUN_DIR/clone-position.sock" --pid-file="$RUN_DIR/clone-position.pid" \
+    --init-file=<(clone_position_sql "$gtid") 2> >(watch_recovery) || die "the first boot of the fresh copy failed"
   rm -f "$CLONE_GTID_FILE"
   sync "$PV_DIR" 2>/dev/null || sync
-  log "the clone's GTID position applied"
+  log "the fresh copy is whole: it takes connections now"
 fi
 
 # MariaDB: a replica's relay log can end with transactions it received (with

@@ -56,7 +56,8 @@ class PodLayout:
     def volumes(self) -> dict[str, Path]:
         """The pod spec's volumes by name, as folders: PV, ConfigMap copy, emptyDirs and Secret files."""
         return {"config": self.home, "conf": self.conf, "data": self.pv, "run": self.run, "tmp": self.tmp,
-                "tools": self.dir / "tools", "secrets": self.dir / "secrets", "tls": self.dir / "tls"}
+                "tools": self.dir / "tools", "secrets": self.dir / "secrets", "tls": self.dir / "tls",
+                "record": self.dir / "record"}
 
     @property
     def status_file(self) -> Path:

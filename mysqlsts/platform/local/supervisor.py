@@ -110,6 +110,15 @@ class Pod:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.configmap["data"][item["key"]])
 
+    def mount_record(self) -> None:
+        """Like the optional ConfigMap volume of the recorded primary: empty until the cluster has one."""
+        folder = self.pod.volumes["record"]
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        primary = read_json(self.layout.cluster_file).get("primary") if self.layout.cluster_file.is_file() else None
+        if primary:
+            (folder / "primary").write_text(primary)
+
     def mount_secrets(self) -> None:
         """Like Secret volumes: the items as read-only files (the volume's mode), fresh on every pod start.
         Only the cluster's own Secret exists here (secret.json); the platform refuses any other."""
@@ -233,6 +242,7 @@ class Pod:
             d.mkdir(parents=True, exist_ok=True)
         self.mount_configmap()
         self.mount_secrets()
+        self.mount_record()
         if not self.run_init_containers():
             return self.shutdown()
         containers = {c["name"]: c for c in self.spec["containers"]}
