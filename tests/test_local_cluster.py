@@ -846,3 +846,54 @@ def test_an_empty_pod_0_never_becomes_the_primary_over_the_clusters_data(tmp_pat
         assert not any(p["role"] == "quarantined" for p in c.status()["pods"])
     finally:
         c.teardown()
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"{path.name} never said {text!r}:\n{path.read_text()[-2000:]}"
+        time.sleep(0.5)
+    return path.read_text()
+
+
+@pytest.mark.parametrize("flavor", flavors("mysql", "mariadb"))
+def test_binary_logs_go_once_every_pod_holds_them_and_not_before(tmp_path, flavor):
+    """A lagging replica keeps the logs it still needs on every pod; once it caught up, they go."""
+    c = LocalCluster(tmp_path / "state", "purge", flavor)
+    try:
+        ok(c.bootstrap("--replicas", "3", "--set", "mysql.binlogRetentionHours=0"))
+        with c.connect("purge-primary") as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        assert wait_healthy(c)["healthy"]
+        pods = {p["pod"]: p["role"] for p in c.status()["pods"]}
+        primary = next(p for p, r in pods.items() if r == "primary")
+        lagging = next(p for p, r in pods.items() if r == "replica")
+        with c.connect(c.fqdn(lagging)) as conn, conn.cursor() as cur:
+            cur.execute(server_flavors.get(flavor).stop_receiving_sql)
+        with c.connect("purge-primary") as conn, conn.cursor() as cur:
+            for i in range(1, 5):
+                cur.execute("INSERT INTO app.t VALUES (%s)", (i,))
+                cur.execute("FLUSH BINARY LOGS")
+            cur.execute("SHOW BINARY LOGS")
+            before = [r[0] for r in cur.fetchall()]
+        agent_log = c.platform.layout.pod(primary).log("agent")
+        wait_for_line(agent_log, f"{lagging} lacks some of")
+        with c.connect("purge-primary") as conn, conn.cursor() as cur:
+            cur.execute("SHOW BINARY LOGS")
+            assert [r[0] for r in cur.fetchall()][-5:] == before[-5:]  # the four it lacks, and the active one
+        with c.connect(c.fqdn(lagging)) as conn, conn.cursor() as cur:
+            cur.execute(server_flavors.get(flavor).start_replica_sql)
+        all_rows_everywhere(c, [1, 2, 3, 4], table="app.t")  # it fetched them all from the primary's logs
+        wait_for_line(agent_log, "purged the binary logs before")
+        deadline = time.monotonic() + 60
+        while True:
+            with c.connect("purge-primary") as conn, conn.cursor() as cur:
+                cur.execute("SHOW BINARY LOGS")
+                left = [r[0] for r in cur.fetchall()]
+            if len(left) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert left == before[-1:] or (len(left) == 1 and left[0] > before[-1]), left
+    finally:
+        c.teardown()

@@ -385,3 +385,13 @@ def test_a_scale_changes_neither_the_pod_template_nor_the_config(flavor):
 
     one, three, five = (template_and_config(n) for n in (1, 3, 5))
     assert one == three == five
+
+
+def test_values_recorded_before_a_key_existed_take_its_default():
+    recorded = chart_values.defaults()
+    for section, key in (("mysql", "binlogRetentionHours"), ("mysql", "applierThreads"),
+                         ("health", "maxBehindTransactions")):
+        del recorded[section][key]
+    upgraded = chart_values.upgrade(recorded)
+    assert chart_values.check({**upgraded, "auth": {k: "" for k in upgraded["auth"]}})
+    assert upgraded["mysql"]["binlogRetentionHours"] == chart_values.defaults()["mysql"]["binlogRetentionHours"]

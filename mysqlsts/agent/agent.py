@@ -34,6 +34,7 @@ from pathlib import Path
 
 from mysqlsts.agent.podenv import PodEnv
 from mysqlsts.decisions import gtid
+from mysqlsts.decisions.binlogs import Binlog, purge_to
 from mysqlsts.decisions.failover import Node, node_of_state
 from mysqlsts.decisions.lag import behind, commit_delay, unapplied
 from mysqlsts.decisions.node import NodeAction, NodeDecision, acknowledgers, readiness, serving_role, settle
@@ -47,11 +48,20 @@ OWN_TIMEOUT = 3.0
 PEER_TIMEOUT = 2.0
 FENCE_GRACE = 2  # seconds a transaction holding locks may delay the fence before the stop; then it is killed
 DIVERGED_WATCH = 3.0  # seconds to watch a fresh join for the source's refusal (error 1236)
+PURGE_EVERY = 10.0  # seconds between two looks at which binary logs may go
 
 
 def log(pod: str, message: str) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     print(f"{now}Z {pod} agent: {message}", file=sys.stderr, flush=True)
+
+
+def idle(path: Path) -> float:
+    """Seconds since the file was last written; 0 when it cannot be read (kept, then)."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return 0.0
 
 
 def write_quick(path: Path, text: str) -> None:
@@ -79,6 +89,8 @@ class Agent:
         self.stopping = False  # fenced for a stop: settle nothing until the server restarts
         self.said: str | None = None  # the last waiting reason logged: each is logged once
         self.delay: int | None = None  # the group-commit delay set on the server (None: not set since it booted)
+        self.next_purge = 0.0  # monotonic time of the next look at the binary logs
+        self.purge_said: str | None = None  # why the last look purged nothing: each is logged once
 
     def log(self, message: str) -> None:
         log(self.env.pod, message)
@@ -125,6 +137,9 @@ class Agent:
                 self.hold_once_replicated(state)
             if self.env.throttle_behind is not None:
                 self.throttle(state)
+            if self.env.binlog_retention is not None and time.monotonic() >= self.next_purge:
+                self.next_purge = time.monotonic() + PURGE_EVERY
+                self.purge_binlogs(self.env.binlog_retention)
             return verdict
         except ServerError as e:
             reason = f"server: {e.message}"
@@ -240,6 +255,24 @@ class Agent:
         with self.own() as server:
             server.wait_alone(True)
         self.log(f"semi-sync holds every commit from now on: {', '.join(following)} replicate from this pod")
+
+    def purge_binlogs(self, retention: int) -> None:
+        """Purge the binary logs every peer holds, once older than the retention (decisions/binlogs)."""
+        peers = {p.name: p.executed if p.reachable else None for p in self.look_at_peers()}
+        try:
+            with self.own() as server:
+                logs = [Binlog(name, idle(self.env.data_dir / name),
+                               None if before is None else gtid.parse(self.env.flavor, before))
+                        for name, before in server.binlogs()]
+                keep, why = purge_to(logs, peers, retention)
+                if keep is not None:
+                    server.purge_binlogs(keep)
+                    self.log(f"purged the binary logs before {keep} (every peer holds them; {why})")
+                elif why != self.purge_said:
+                    self.log(f"keeping every binary log: {why}")
+                self.purge_said = why
+        except (ServerError, gtid.GtidError) as e:
+            self.say(f"could not purge binary logs: {e}")
 
     def throttle(self, state: ServerState) -> None:
         """Flow control on the primary: set the group-commit delay decisions/lag.commit_delay gives for

@@ -37,6 +37,7 @@ class PodEnv:
     throttle_behind: int | None  # the primary's flow control (failover.throttleBehindTransactions); None: off
     semi_sync: bool
     semi_sync_acks: int  # replicas that acknowledge each commit
+    binlog_retention: int | None  # seconds a binary log every peer holds is kept (None: never purged)
     primary_service: str | None  # the name writes go to: the recorded primary's (None: rendered before it)
     pv_dir: Path
     run_dir: Path
@@ -57,6 +58,7 @@ class PodEnv:
                    throttle_behind=optional_int(environ, "THROTTLE_BEHIND_TRANSACTIONS"),
                    semi_sync=environ["SEMI_SYNC"] == "true",
                    semi_sync_acks=optional_int(environ, "SEMI_SYNC_ACKS") or 1,
+                   binlog_retention=optional_int(environ, "BINLOG_RETENTION_SECONDS"),
                    primary_service=environ.get("PRIMARY_SERVICE") or None,
                    pv_dir=Path(environ["PV_DIR"]), run_dir=Path(environ["RUN_DIR"]),
                    secrets_dir=Path(environ["SECRETS_DIR"]))

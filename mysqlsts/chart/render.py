@@ -144,6 +144,7 @@ def script_env(values: Values) -> list[Obj]:
         "THROTTLE_BEHIND_TRANSACTIONS": str(values["failover"]["throttleBehindTransactions"] or ""),
         "SEMI_SYNC": "true" if semi_sync_on(values) else "false",
         "SEMI_SYNC_ACKS": str(semi_sync_acks(values)),
+        "BINLOG_RETENTION_SECONDS": str(round(float(values["mysql"]["binlogRetentionHours"]) * 3600)),
         **POD_PATHS,
     }
     env: list[Obj] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]

@@ -280,12 +280,12 @@ def upgrade(recorded: Values) -> Values:
     keeps the sidecar's resources). Before mysql.cloneThrottle: clones were not throttled (0); before
     mysql.cloneMethod, MySQL cloned with xtrabackup. Keys
     added since take today's defaults, as a chart upgrade does (mysql.applierThreads,
-    health.maxBehindTransactions, failover.throttleBehindTransactions); they reach the pods when the
-    cluster is next rendered."""
+    mysql.binlogRetentionHours, health.maxBehindTransactions, failover.throttleBehindTransactions); they
+    reach the pods when the cluster is next rendered."""
     values = copy.deepcopy(recorded)
     today = defaults()
-    for section, key in (("mysql", "applierThreads"), ("health", "maxBehindTransactions"),
-                         ("failover", "throttleBehindTransactions")):
+    for section, key in (("mysql", "applierThreads"), ("mysql", "binlogRetentionHours"),
+                         ("health", "maxBehindTransactions"), ("failover", "throttleBehindTransactions")):
         if isinstance(values.get(section), dict):
             values[section].setdefault(key, today[section][key])
     resources = values.get("pod", {}).get("resources", {})

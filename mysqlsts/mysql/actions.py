@@ -195,6 +195,24 @@ def set_commit_delay(conn, flavor: Flavor, usec: int) -> None:
         execute(conn, "SET GLOBAL binlog_commit_wait_count = 0")
 
 
+def binlogs(conn) -> list[tuple[str, str | None]]:
+    """The server's binary logs, oldest first, each with what was logged before it: the GTIDs of its
+    first event (Previous_gtids on MySQL, Gtid_list on MariaDB), None where it has none."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        names = [row[0] for row in cur.fetchall()]
+        out = []
+        for name in names:
+            cur.execute("SHOW BINLOG EVENTS IN %s LIMIT 4", (name,))
+            info = next((row[5] for row in cur.fetchall() if row[2] in ("Previous_gtids", "Gtid_list")), None)
+            out.append((name, None if info is None else info.strip("[]").replace("\n", "")))
+    return out
+
+
+def purge_binlogs(conn, to: str) -> None:
+    execute(conn, "PURGE BINARY LOGS TO %s", args=(to,))
+
+
 def booted_at(conn, flavor: Flavor) -> float:
     """When the running server started (epoch seconds): a new value means it restarted, however long
     nobody looked (uptimes compared across a quick restart miss it). One statement: the clock and the

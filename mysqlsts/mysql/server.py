@@ -37,6 +37,8 @@ class Server(Protocol):
     def wait_alone(self, wait: bool) -> None: ...  # semi-sync with no replica connected: hold commits, or not
     def booted_at(self) -> float: ...  # when the server started (epoch seconds)
     def set_commit_delay(self, usec: int) -> None: ...  # every group commit waits this long (0: none)
+    def binlogs(self) -> list[tuple[str, str | None]]: ...  # oldest first, with the GTIDs logged before each
+    def purge_binlogs(self, to: str) -> None: ...  # every binary log before `to`
 
 
 class Servers(Protocol):
@@ -95,6 +97,12 @@ class SqlServer:
 
     def set_commit_delay(self, usec: int) -> None:
         actions.set_commit_delay(self.conn, self.flavor, usec)
+
+    def binlogs(self) -> list[tuple[str, str | None]]:
+        return actions.binlogs(self.conn)
+
+    def purge_binlogs(self, to: str) -> None:
+        actions.purge_binlogs(self.conn, to)
 
 
 class SqlServers:
