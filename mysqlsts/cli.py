@@ -155,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the last drill's metrics here (Prometheus textfile format)")
     _output_option(p, ["table", "json", "md"])
 
+    # In-cluster only: a step of bootstrap's password change (orchestrator/passwords.py), run in a Job on
+    # Kubernetes. No help entry: bootstrap runs it.
+    p = sub.add_parser("passwords", description="a step of a password change (bootstrap runs it)")
+    p.set_defaults(handler=cluster.passwords_cmd)
+    p.add_argument("step", choices=["accept", "forget"])
+    p.add_argument("keys", nargs="+", choices=["rootPassword", "operatorPassword", "replicationPassword",
+                                               "cloneSecret"])
+    _target_options(p)
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS")
+    _output_option(p, ["json"])
+
     # In-pod only: the StatefulSet's agent container runs it (mysqlsts/agent/). No help entry: it is not a
     # command for people, and it reads its pod's environment and volumes.
     p = sub.add_parser("agent", description="the pod agent of the StatefulSet's agent container (in-pod only)")

@@ -27,9 +27,6 @@ class Flavor:
     # unacknowledged, and the source turns semi-sync on by itself once enough replicas connect.
     semi_sync_wait_alone_var: str
     super_read_only_var: str | None  # None: read_only is the fence (no bypass account)
-    # MySQL makes itself a TLS certificate and its caching_sha2_password wants TLS over TCP.
-    # The MariaDB servers have no TLS configured, and probing for it costs ~30 ms a connection.
-    client_tls: bool
     origin_sql: str  # how a server names the transactions it originates
     gtid_notation: str  # "set": uuid:intervals, exact per source; "position": domain-server-seq, last per domain
     stop_replica_sql: str
@@ -80,7 +77,6 @@ MYSQL = Flavor(
     semi_sync_source_status="Rpl_semi_sync_source_status",
     semi_sync_wait_alone_var="rpl_semi_sync_source_wait_no_replica",
     super_read_only_var="super_read_only",
-    client_tls=True,
     origin_sql="@@GLOBAL.server_uuid",
     gtid_notation="set",
     stop_replica_sql="STOP REPLICA",
@@ -120,7 +116,6 @@ MARIADB = Flavor(
     semi_sync_source_status="Rpl_semi_sync_master_status",
     semi_sync_wait_alone_var="rpl_semi_sync_master_wait_no_slave",
     super_read_only_var=None,
-    client_tls=False,
     origin_sql="@@GLOBAL.server_id",
     gtid_notation="position",
     stop_replica_sql="STOP SLAVE",

@@ -18,6 +18,8 @@ from test_scripts import pod_env
 
 from mysqlsts.agent.agent import Agent
 from mysqlsts.agent.podenv import PodEnv
+from mysqlsts.chart import tls
+from mysqlsts.chart import values as chart_values
 from mysqlsts.model import ServerError, ServerState
 
 SCRIPTS = Path(__file__).parent.parent / "charts" / "mysql-sts" / "scripts"
@@ -295,6 +297,8 @@ def test_sigterm_ends_the_agent_cleanly(tmp_path):
     (tmp_path / "secrets").mkdir()
     for name in ("root-password", "replication-password", "operator-password", "clone-secret"):
         (tmp_path / "secrets" / name).write_text("pw\n")
+    (tmp_path / "tls").mkdir(exist_ok=True)  # its peers' certificates are checked against the CA there
+    (tmp_path / "tls" / "ca.crt").write_text(tls.generate(chart_values.defaults())["tlsCA"])
     proc = subprocess.Popen([sys.executable, "-m", "mysqlsts", "agent"], env=environ, stderr=subprocess.PIPE,
                             text=True)
     verdict = tmp_path / "run" / "agent-ready"

@@ -891,6 +891,21 @@ def test_a_template_change_rolls_replicas_first_then_switches_over_then_restarts
     assert roles(t)[primary] == "replica"  # it was switched away from before its restart
 
 
+def test_passwords_change_on_the_running_cluster(cluster):
+    """`bootstrap --set auth.*`: the servers take each new password beside the old, every pod restarts on
+    the new Secret (the roll, the primary last), then the old ones go; everything verifies with the new."""
+    t = cluster
+    assert wait_healthy(t)["healthy"]
+    before = {pod: t.pod_identity(pod) for pod in sorted(roles(t))}
+    result = t.ok("bootstrap", "--set", "auth.operatorPassword=e2e-operator-pw-2", "--set",
+                  "auth.replicationPassword=e2e-replication-pw-2", "-o", "json")
+    report = healthy(result)
+    assert report["healthy"], failing(report)
+    assert sorted(report["rolled"]) == sorted(before), report["rolled"]
+    assert "operatorPassword, replicationPassword: the old passwords no longer work" in result.stderr
+    assert wait_healthy(t)["healthy"]
+
+
 def test_reclone_gives_a_replica_fresh_data(cluster):
     """The claim goes before the pod: a pod re-created on its old claim would keep the old data."""
     t = cluster

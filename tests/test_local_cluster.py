@@ -21,6 +21,12 @@ import pytest
 from localcluster import SERVER_MARKS, LocalCluster, Writer, all_rows_everywhere, cli, flavors, ok, wait_healthy
 
 from mysqlsts import flavors as server_flavors
+from mysqlsts.agent.agent import agent_servers
+from mysqlsts.agent.podenv import PodEnv
+from mysqlsts.chart import secrets, tls
+from mysqlsts.model import ServerError
+from mysqlsts.mysql.observe import client_tls
+from mysqlsts.mysql.server import SqlServers
 from mysqlsts.platform.local import procs
 
 pytestmark = SERVER_MARKS
@@ -639,6 +645,35 @@ def test_replication_runs_over_tls_with_the_source_verified(cluster):
         assert "REQUIRE SSL" in cur.fetchone()[0]
 
 
+def test_the_projects_own_sql_travels_over_tls_to_a_certificate_of_the_clusters_ca(cluster):
+    """The orchestrator's, the agents' and the Jobs' SQL (a CHANGE REPLICATION SOURCE carries the
+    replication password) goes over TLS, and a server whose certificate the cluster's CA did not sign
+    is refused."""
+    (primary,) = [p for p, r in roles(cluster).items() if r == "primary"]
+    with cluster.servers().operator(cluster.fqdn(primary), timeout=5) as server, server.conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert cur.fetchone()[1]
+    stranger = tls.generate({**cluster.platform.values(), "name": "other"})["tlsCA"]
+    servers = SqlServers(server_flavors.get(cluster.flavor), 3306, {**cluster.passwords(), "tlsCA": stranger})
+    with pytest.raises(ServerError, match="CERTIFICATE_VERIFY_FAILED"), servers.operator(cluster.fqdn(primary),
+                                                                                        timeout=5):
+        pass
+    # The pod agent reaches its peers with the CA of its TLS volume.
+    env = pod_env(cluster, primary)
+    with agent_servers(env).operator(cluster.fqdn(next(p for p in roles(cluster) if p != primary)), timeout=5) \
+            as server, server.conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert cur.fetchone()[1]
+
+
+def pod_env(cluster, pod: str) -> PodEnv:
+    """The agent's view of a pod, from the environment its supervisor gave its agent container."""
+    status = json.loads((cluster.state / cluster.name / "pods" / pod / "status.json").read_text())
+    pid = status["containers"]["agent"]["pid"]
+    environ = dict(line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in line)
+    return PodEnv.from_environ(environ)
+
+
 def test_bad_values_are_rejected_before_anything_starts(tmp_path):
     result = cli(tmp_path, "bootstrap", "--target", "local", "--set", "replicas=-1", "--set", "flavor=nosql")
     assert result.returncode == 2
@@ -895,5 +930,90 @@ def test_binary_logs_go_once_every_pod_holds_them_and_not_before(tmp_path, flavo
                 break
             time.sleep(1)
         assert left == before[-1:] or (len(left) == 1 and left[0] > before[-1]), left
+    finally:
+        c.teardown()
+
+
+@pytest.mark.parametrize("flavor", flavors("mariadb"))
+def test_passwords_change_on_a_running_cluster_under_writes(tmp_path, flavor):
+    """`bootstrap --set auth.*` on a running cluster: the servers take each new password beside the old,
+    the pods restart on the new Secret, then the old ones go; no agent, probe or replica ever meets a
+    password its server refuses, and no acknowledged write is lost."""
+    c = LocalCluster(tmp_path / "state", "rotate", flavor)
+    try:
+        ok(c.bootstrap("--replicas", "3"))
+        old = c.passwords()
+        new = {"operatorPassword": "operator-pw-2026-new", "replicationPassword": "replication 'pw' new",
+               "cloneSecret": "clone-secret-2026-new"}
+        writer = Writer(c)
+        writer.start()
+        try:
+            result = c.run("bootstrap", *[a for k, v in new.items() for a in ("--set", f"auth.{k}={v}")])
+        finally:
+            writer.stop.set()
+            writer.join()
+        ok(result)
+        for log in (c.state / "rotate" / "pods").glob("*/logs/*.log"):  # no agent, probe or clone was refused
+            if log.name != "mysql.log":
+                assert "Access denied" not in log.read_text(errors="replace"), log
+        assert {k: c.passwords()[k] for k in new} == new
+        assert c.verify()["healthy"]
+        all_rows_everywhere(c, [i for i, _ in writer.acked])
+        (primary,) = [p for p, r in roles(c).items() if r == "primary"]
+        for key, user in (("operatorPassword", "mysqlsts"), ("replicationPassword", "repl")):
+            with pytest.raises(pymysql.err.OperationalError) as refused:
+                pymysql.connect(host=c.fqdn(primary), user=user, password=old[key], ssl=client_tls(),
+                                connect_timeout=5)
+            assert refused.value.args[0] == 1045
+            pymysql.connect(host=c.fqdn(primary), user=user, password=new[key], ssl=client_tls(),
+                            connect_timeout=5).close()
+        ok(c.run("bootstrap", "--set", "auth.rootPassword=root-pw-2026-new"))
+        with c.connect("rotate-primary") as conn, conn.cursor() as cur:  # with the new root password
+            cur.execute("SELECT COUNT(*) FROM app.ledger")
+            assert cur.fetchone()[0] == len(writer.acked)
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql.connect(host=c.fqdn(primary), user="root", password=old["rootPassword"], ssl=client_tls(),
+                            connect_timeout=5)
+        assert not (c.state / "rotate" / "secret.next.json").exists()
+    finally:
+        c.teardown()
+
+
+@pytest.mark.parametrize("flavor", flavors("mysql"))
+def test_a_renewed_certificate_is_loaded_by_the_running_servers(tmp_path, flavor):
+    """With tls.existingSecret, cert-manager renews the certificate in the Secret and the kubelet updates
+    every pod's TLS volume in place: the servers must present the new one without a restart, and
+    replication must go on verifying it. Here the suite plays both: the Secret (secret.json) and the
+    files of every pod's TLS volume change together."""
+    c = LocalCluster(tmp_path / "state", "renew", flavor)
+    try:
+        ok(c.bootstrap("--replicas", "2"))
+        renewed = tls.generate(c.platform.values())
+        secret_file = c.state / "renew" / "secret.json"
+        secrets.save(secret_file, {**json.loads(secret_file.read_text()), **renewed})
+        for pod in ("renew-0", "renew-1"):
+            folder = c.state / "renew" / "pods" / pod / "tls"
+            for key, name in tls.DATA_KEYS.items():
+                (folder / f".{name}").write_text(renewed[key])
+                (folder / f".{name}").chmod(0o440)
+                (folder / f".{name}").replace(folder / name)
+        der = ssl.PEM_cert_to_DER_cert(renewed["tlsCert"])
+        c.platform.enter_network()
+        for pod in ("renew-0", "renew-1"):
+            deadline = time.monotonic() + 30
+            while True:
+                with pymysql.connect(host=c.fqdn(pod), user="root", password=c.passwords()["rootPassword"],
+                                     ssl=client_tls(), connect_timeout=5) as conn:
+                    presented = conn._sock.getpeercert(binary_form=True)
+                if presented == der:
+                    break
+                assert time.monotonic() < deadline, f"{pod} still presents its old certificate"
+                time.sleep(0.5)
+        replica = next(p for p, r in roles(c).items() if r == "replica")
+        flavor_ = server_flavors.get(flavor)
+        with c.connect(c.fqdn(replica)) as conn, conn.cursor() as cur:  # a new session checks the new one
+            cur.execute(flavor_.stop_replica_sql)
+            cur.execute(flavor_.start_replica_sql)
+        assert wait_healthy(c)["healthy"]  # the CLI checks the servers against the renewed CA too
     finally:
         c.teardown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -377,8 +378,10 @@ def test_the_backlog_bound_and_the_throttle_reach_every_container(throttle, valu
 def test_a_scale_changes_neither_the_pod_template_nor_the_config(flavor):
     """Scaling must not roll the pods (the primary among them): what changes with the size is done to
     the running servers (Cluster.match_semi_sync_to_size, the agent's hold)."""
+    _, passwords, _ = build([], [f"flavor={flavor}"])
+
     def template_and_config(replicas: int):
-        _, _, objects = build([], [f"flavor={flavor}", f"replicas={replicas}"])
+        objects = render(chart_values.load([], [f"flavor={flavor}", f"replicas={replicas}"]), passwords)
         (sts,) = by_kind(objects, "StatefulSet")
         (cm,) = by_kind(objects, "ConfigMap")
         return sts["spec"]["template"], cm["data"]
@@ -395,3 +398,13 @@ def test_values_recorded_before_a_key_existed_take_its_default():
     upgraded = chart_values.upgrade(recorded)
     assert chart_values.check({**upgraded, "auth": {k: "" for k in upgraded["auth"]}})
     assert upgraded["mysql"]["binlogRetentionHours"] == chart_values.defaults()["mysql"]["binlogRetentionHours"]
+
+
+def test_pods_restart_on_changed_passwords_and_their_template_tells_none():
+    values, passwords, _ = build([], [])
+    template = by_kind(render(values, passwords), "StatefulSet")[0]["spec"]["template"]
+    changed = by_kind(render(values, {**passwords, "replicationPassword": "another-one-entirely"}),
+                      "StatefulSet")[0]["spec"]["template"]
+    assert template != changed
+    assert template == by_kind(render(values, dict(passwords)), "StatefulSet")[0]["spec"]["template"]
+    assert not any(pw in json.dumps(template) for pw in passwords.values())

@@ -40,7 +40,7 @@ from mysqlsts.decisions.lag import behind, commit_delay, unapplied
 from mysqlsts.decisions.node import NodeAction, NodeDecision, acknowledgers, readiness, serving_role, settle
 from mysqlsts.decisions.topology import pod_of
 from mysqlsts.model import ServerError, ServerState
-from mysqlsts.mysql.server import Server, Servers
+from mysqlsts.mysql.server import Server, Servers, SqlServers
 from mysqlsts.state import write_atomic
 
 INTERVAL = 1.0  # seconds between two looks at the server
@@ -89,6 +89,7 @@ class Agent:
         self.stopping = False  # fenced for a stop: settle nothing until the server restarts
         self.said: str | None = None  # the last waiting reason logged: each is logged once
         self.delay: int | None = None  # the group-commit delay set on the server (None: not set since it booted)
+        self.tls = env.tls_files()  # the TLS volume's fingerprint the server last loaded
         self.next_purge = 0.0  # monotonic time of the next look at the binary logs
         self.purge_said: str | None = None  # why the last look purged nothing: each is logged once
 
@@ -137,6 +138,8 @@ class Agent:
                 self.hold_once_replicated(state)
             if self.env.throttle_behind is not None:
                 self.throttle(state)
+            if self.env.tls_files() != self.tls:
+                self.reload_tls()
             if self.env.binlog_retention is not None and time.monotonic() >= self.next_purge:
                 self.next_purge = time.monotonic() + PURGE_EVERY
                 self.purge_binlogs(self.env.binlog_retention)
@@ -256,6 +259,21 @@ class Agent:
             server.wait_alone(True)
         self.log(f"semi-sync holds every commit from now on: {', '.join(following)} replicate from this pod")
 
+    def reload_tls(self) -> None:
+        """A renewed certificate (cert-manager, through tls.existingSecret) reaches the pod as new files in
+        its TLS volume: the server loads them, and the agent checks its peers against the CA there."""
+        files = self.env.tls_files()
+        try:
+            with self.own() as server:
+                server.reload_tls()
+        except ServerError as e:
+            self.say(f"could not reload the renewed TLS files: {e.message}")
+            return
+        if isinstance(self.servers, SqlServers):
+            self.servers = agent_servers(self.env)
+        self.tls = files
+        self.log("the TLS files changed: the server loaded the renewed certificate")
+
     def purge_binlogs(self, retention: int) -> None:
         """Purge the binary logs every peer holds, once older than the retention (decisions/binlogs)."""
         peers = {p.name: p.executed if p.reachable else None for p in self.look_at_peers()}
@@ -337,14 +355,18 @@ class Agent:
         self.stopping = True
 
 
+def agent_servers(env: PodEnv) -> SqlServers:
+    """Its own server through the unix socket; its peers over TLS, checked against its TLS volume's CA."""
+    return SqlServers(env.flavor, env.port, {**env.passwords(), "tlsCA": env.ca()},
+                      sockets={env.own_fqdn: str(env.socket)})
+
+
 def main() -> int:
     """The `mysqlsts agent` command: runs until SIGTERM (or SIGINT), then exits 0."""
     import signal
 
-    from mysqlsts.mysql.server import SqlServers
-
     env = PodEnv.from_environ()
-    servers = SqlServers(env.flavor, env.port, env.passwords(), sockets={env.own_fqdn: str(env.socket)})
+    servers = agent_servers(env)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -4,6 +4,7 @@ as charts/mysql-sts/scripts/lib.sh gives them), and the passwords from the Secre
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ class PodEnv:
     pv_dir: Path
     run_dir: Path
     secrets_dir: Path
+    tls_dir: Path | None  # the TLS volume (None: rendered before TLS)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> PodEnv:
@@ -61,7 +63,8 @@ class PodEnv:
                    binlog_retention=optional_int(environ, "BINLOG_RETENTION_SECONDS"),
                    primary_service=environ.get("PRIMARY_SERVICE") or None,
                    pv_dir=Path(environ["PV_DIR"]), run_dir=Path(environ["RUN_DIR"]),
-                   secrets_dir=Path(environ["SECRETS_DIR"]))
+                   secrets_dir=Path(environ["SECRETS_DIR"]),
+                   tls_dir=Path(environ["TLS_DIR"]) if environ.get("TLS_DIR") else None)
 
     # -- the files it shares with the scripts (lib.sh names them too) --------------------------
 
@@ -131,6 +134,25 @@ class PodEnv:
                 misses += 1
             i += 1
         return found
+
+    def tls_files(self) -> str:
+        """What the TLS volume holds now, as one fingerprint: a renewed certificate changes it."""
+        if self.tls_dir is None:
+            return ""
+        digest = hashlib.sha256()
+        for name in ("ca.crt", "tls.crt", "tls.key"):
+            try:
+                digest.update((self.tls_dir / name).read_bytes())
+            except OSError:
+                digest.update(b"-")
+        return digest.hexdigest()
+
+    def ca(self) -> str | None:
+        """The cluster's CA (PEM), which signs every pod's certificate; None without a TLS volume."""
+        try:
+            return (self.tls_dir / "ca.crt").read_text() if self.tls_dir else None
+        except OSError as e:
+            raise BadInput(f"ca.crt missing or unreadable in {self.tls_dir}: {e.strerror}") from e
 
     def passwords(self) -> dict[str, str]:
         """The passwords, by values key (rootPassword, ...), from the Secret volume's files; trailing

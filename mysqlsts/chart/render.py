@@ -221,6 +221,9 @@ def _context(values: Values, passwords: dict[str, str], env: jinja2.Environment)
         "configmap_data": configmap_data,
         "configmap_items": [{"key": keys[p], "path": p} for p in files],
         "config_checksum": checksum,
+        # Pods restart on changed passwords (orchestrator/passwords.py). The TLS key in the hash keeps it
+        # from telling anything about a password.
+        "secret_checksum": hashlib.sha256(json.dumps(passwords, sort_keys=True).encode()).hexdigest(),
         "script_env": script_env(values),
         "mounts": mounts,
         "secret_mounts": mounts + secret_mounts,

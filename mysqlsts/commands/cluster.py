@@ -16,9 +16,10 @@ from mysqlsts import output
 from mysqlsts.chart import secrets
 from mysqlsts.chart import values as chart_values
 from mysqlsts.chart.render import render
-from mysqlsts.commands.incluster import RoleSteps, in_cluster
+from mysqlsts.commands.incluster import RoleSteps, caller_holds_lock, in_cluster
 from mysqlsts.decisions.topology import Check
 from mysqlsts.errors import BadInput, OperationFailed
+from mysqlsts.orchestrator import passwords as password_change
 from mysqlsts.orchestrator import rollout
 from mysqlsts.orchestrator.cluster import Cluster
 from mysqlsts.orchestrator.failover import Roles
@@ -146,7 +147,14 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
             raise BadInput(problems)
     announce(args, platform.describe())
     with platform.lock():
-        passwords, _ = secrets.merge(values, platform.stored_passwords())
+        stored = platform.stored_passwords()
+        passwords, _ = secrets.merge(values, stored)
+        changing = password_change.changed(stored, passwords) if recorded is not None else []
+        if changing and not platform.exists():
+            raise BadInput([f"auth.{k}: the data destroy kept comes back with its own passwords; bootstrap "
+                            "without it, then change it on the running cluster" for k in changing])
+        if changing:
+            change_passwords(platform, recorded, stored, passwords, changing, "accept", args.timeout)
         objects = render(values, passwords)
         changes = []
         if recorded is None and values["replicas"] > 1:
@@ -164,6 +172,8 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         cluster = cluster_of(platform, values, passwords)
         started = cluster.converge(args.timeout)
         rolled = rollout.roll(cluster, args.timeout)
+        if changing:  # every pod restarted on the new Secret (its template's checksum changed)
+            change_passwords(platform, values, passwords, passwords, changing, "forget", args.timeout)
         if not changes and not started and not rolled:
             output.progress("nothing to change: every object is as rendered and every pod is ready")
         report = verification(platform, cluster, publish=True, timeout=args.timeout)
@@ -171,6 +181,31 @@ def bootstrap_cmd(args: argparse.Namespace) -> int:
         if change:
             output.progress(change)
     return print_checks({**report, "started": started, "rolled": rolled}, args)
+
+
+def change_passwords(platform, values: dict[str, Any], old: dict[str, str], new: dict[str, str], keys: list[str],
+                     step: str, timeout: float) -> None:
+    """A step of a password change (orchestrator/passwords.py), in the cluster's network: a Job on
+    Kubernetes, which reads the new passwords staged beside the Secret."""
+    if step == "accept":
+        platform.stage_passwords({k: new[k] for k in keys})
+    cluster = cluster_of(platform, values, old)
+    in_cluster(platform, values, ["passwords", step, *keys, "--timeout", f"{timeout:g}", *caller_holds_lock(platform)],
+               timeout, lambda: password_change.change_step(cluster, step, old, new, keys, timeout))
+    if step == "forget":
+        platform.stage_passwords(None)
+
+
+def passwords_cmd(args: argparse.Namespace) -> int:
+    """A step of bootstrap's password change run for it in the cluster (not a command for people)."""
+    platform, cluster = existing(args)
+    stored = platform.passwords()
+    new = {**stored, **platform.staged_passwords()} if args.step == "accept" else stored
+    with locked(platform, args):
+        platform.enter_network()
+        report = password_change.change_step(cluster, args.step, stored, new, args.keys, args.timeout)
+    output.document(report)
+    return 0
 
 
 def status_cmd(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ def purge_to(logs: list[Binlog], peers: dict[str, Gtids | None], retention: floa
         if after.preceded_by is None:
             return keep, f"what precedes {after.name} is unknown"
         if log.idle < retention:
-            return keep, f"{log.name} was written {log.idle:.0f}s ago, within the retention ({retention:.0f}s)"
+            return keep, f"{log.name} is within the retention ({retention:.0f}s)"
         if lacking:
             return keep, f"{', '.join(lacking)} {'lacks' if len(lacking) == 1 else 'lack'} some of {log.name}"
         keep = after.name

@@ -15,7 +15,7 @@ import pymysql
 from mysqlsts.decisions import gtid
 from mysqlsts.errors import OperationFailed, failing_as
 from mysqlsts.flavors import Flavor
-from mysqlsts.mysql.observe import held
+from mysqlsts.mysql.observe import held, observe
 
 
 def execute(conn, *statements: str, args: tuple | None = None) -> None:
@@ -133,12 +133,6 @@ def unfence(conn, flavor: Flavor) -> None:
     execute(conn, *statements, "SET GLOBAL read_only = OFF")
 
 
-def stop_receiving(conn, flavor: Flavor) -> None:
-    """Stop the IO thread only: what was received is still applied, nothing new arrives,
-    and an isolated old primary can no longer collect acknowledgements from this node."""
-    execute(conn, flavor.stop_receiving_sql)
-
-
 def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
     """Until the server has applied every transaction in `gtids` (its relay log drained up to it).
     The connection's read timeout must exceed `timeout`."""
@@ -163,6 +157,17 @@ def wait_applied(conn, flavor: Flavor, gtids: str, timeout: float) -> bool:
                 return False
             cur.execute(flavor.wait_gtids_sql, (gtids, min(1.0, max(0.01, deadline - time.monotonic()))))
             cur.fetchone()
+
+
+def stop_receiving(conn, flavor: Flavor) -> None:
+    """Stop the IO thread only: nothing new arrives, and an isolated old primary can no longer collect
+    acknowledgements from this node; what arrived is still applied. A server restarted keeps its relay log
+    with its applier stopped (skip_replica_start): a failover waits for the candidate to apply it, and
+    it may hold an acknowledged commit nobody else has, so a stopped applier of a replica is started."""
+    execute(conn, flavor.stop_receiving_sql)
+    state = observe(conn, flavor)
+    if state.source_host and state.sql_running != "Yes":
+        execute(conn, flavor.start_applying_sql)
 
 
 def become_source(conn, flavor: Flavor, semi_sync: bool) -> None:
@@ -207,6 +212,29 @@ def binlogs(conn) -> list[tuple[str, str | None]]:
             info = next((row[5] for row in cur.fetchall() if row[2] in ("Previous_gtids", "Gtid_list")), None)
             out.append((name, None if info is None else info.strip("[]").replace("\n", "")))
     return out
+
+
+def accept_password(conn, flavor: Flavor, user: str, host: str, old: str, new: str) -> None:
+    """The account logs in with either password (MySQL's dual passwords; MariaDB's second
+    authentication method, tried when the first fails)."""
+    if flavor.name == "mysql":
+        execute(conn, "ALTER USER %s@%s IDENTIFIED BY %s RETAIN CURRENT PASSWORD", args=(user, host, new))
+    else:
+        execute(conn, "ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING PASSWORD(%s) "
+                      "OR mysql_native_password USING PASSWORD(%s)", args=(user, host, old, new))
+
+
+def only_password(conn, flavor: Flavor, user: str, host: str, new: str) -> None:
+    """The account logs in with `new` alone."""
+    if flavor.name == "mysql":
+        execute(conn, "ALTER USER %s@%s DISCARD OLD PASSWORD", args=(user, host))
+    else:
+        execute(conn, "ALTER USER %s@%s IDENTIFIED BY %s", args=(user, host, new))
+
+
+def reload_tls(conn, flavor: Flavor) -> None:
+    """The server takes its certificate, key and CA from their files again (renewed in place)."""
+    execute(conn, flavor.pick(mysql="ALTER INSTANCE RELOAD TLS", mariadb="FLUSH SSL"))
 
 
 def purge_binlogs(conn, to: str) -> None:

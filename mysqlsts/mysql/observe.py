@@ -15,27 +15,35 @@ OPERATOR_USER = "mysqlsts"
 
 
 @functools.cache
-def client_tls() -> ssl.SSLContext:
-    """The TLS a connection to a MySQL server gets (encrypted, the server's certificate not checked, as the
-    client's own default), built once per process: left to pymysql, every connection builds its own and
-    loads the system's CA store for it, some 20 ms of a failover's every step."""
+@functools.cache
+def client_tls(ca: str | None = None) -> ssl.SSLContext:
+    """The TLS of a connection to a server, built once per CA and process (left to pymysql, every
+    connection builds its own and loads the system's CA store, some 20 ms of a failover's every step).
+    With the cluster's CA (PEM text), the server's certificate must be signed by it; its names are not
+    compared: a role change reaches a pod at its address as often as by its name. Without, encrypted
+    only (a client of the tests or benchmarks)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if ca:
+        context.load_verify_locations(cadata=ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.verify_mode = ssl.CERT_NONE
     return context
 
 
 def connect(host: str, port: int, password: str, flavor: Flavor, timeout: float = 3.0,
             database: str | None = None, read_timeout: float | None = None, user: str = OPERATOR_USER,
-            unix_socket: str | None = None, bind_address: str | None = None):
-    """A connection by host name over TCP, or through the server's unix socket when one is given (the pod
-    agent and its own server: no TLS needed there). `bind_address`: the source address, for a client on
-    an isolated pod's side of a partition (local runtime)."""
+            unix_socket: str | None = None, bind_address: str | None = None, ca: str | None = None):
+    """A connection by host name over TCP, always TLS (`ca`: the cluster's CA, which must have signed
+    the server's certificate), or through the server's unix socket when one is given (the pod agent and
+    its own server). `bind_address`: the source address, for a client on an isolated pod's side of a
+    partition (local runtime)."""
     read_timeout = read_timeout or timeout + 2
-    tls = unix_socket is None and flavor.client_tls
+    tls = unix_socket is None
     return pymysql.connect(host=host, port=port, user=user, password=password, database=database,
                            connect_timeout=timeout, read_timeout=read_timeout, write_timeout=read_timeout,
-                           autocommit=True, ssl=client_tls() if tls else None, ssl_disabled=not tls,
+                           autocommit=True, ssl=client_tls(ca) if tls else None, ssl_disabled=not tls,
                            unix_socket=unix_socket, bind_address=bind_address)
 
 

@@ -39,6 +39,9 @@ class Server(Protocol):
     def set_commit_delay(self, usec: int) -> None: ...  # every group commit waits this long (0: none)
     def binlogs(self) -> list[tuple[str, str | None]]: ...  # oldest first, with the GTIDs logged before each
     def purge_binlogs(self, to: str) -> None: ...  # every binary log before `to`
+    def accept_password(self, user: str, host: str, old: str, new: str) -> None: ...  # either logs in
+    def reload_tls(self) -> None: ...  # its certificate files again
+    def only_password(self, user: str, host: str, new: str) -> None: ...  # the old one no longer
 
 
 class Servers(Protocol):
@@ -71,9 +74,7 @@ class SqlServer:
         return held(self.conn, self.flavor)
 
     def stop_receiving(self) -> None:
-        # A server restarted keeps its relay log with its applier stopped (skip_replica_start): a failover
-        # waits for the candidate to apply it, and it may hold an acknowledged commit nobody else has.
-        actions.execute(self.conn, self.flavor.stop_receiving_sql, self.flavor.start_applying_sql)
+        actions.stop_receiving(self.conn, self.flavor)
 
     def stop_replicating(self) -> None:
         actions.execute(self.conn, self.flavor.stop_replica_sql)
@@ -104,11 +105,21 @@ class SqlServer:
     def purge_binlogs(self, to: str) -> None:
         actions.purge_binlogs(self.conn, to)
 
+    def accept_password(self, user: str, host: str, old: str, new: str) -> None:
+        actions.accept_password(self.conn, self.flavor, user, host, old, new)
+
+    def reload_tls(self) -> None:
+        actions.reload_tls(self.conn, self.flavor)
+
+    def only_password(self, user: str, host: str, new: str) -> None:
+        actions.only_password(self.conn, self.flavor, user, host, new)
+
 
 class SqlServers:
     """Servers reached with pymysql; a pymysql error leaves as ServerError, with the server's words.
-    `sockets` maps a host name to the unix socket of that server (the pod agent reaches its own
-    server so); every other host is reached over TCP by its name."""
+    `passwords` by values key, with the cluster's CA as `tlsCA` (every TCP connection checks it).
+    `sockets` maps a host name to the unix socket of that server (the pod agent reaches its own server
+    so); every other host is reached over TCP by its name."""
 
     def __init__(self, flavor: Flavor, port: int, passwords: dict[str, str], sockets: dict[str, str] | None = None):
         self.flavor = flavor
@@ -125,13 +136,13 @@ class SqlServers:
         with as_server_error(host):
             conn = connect(address or host, self.port, self.passwords["operatorPassword"], self.flavor,
                            timeout=timeout, read_timeout=read_timeout, user=OPERATOR_USER,
-                           unix_socket=self.sockets.get(host))
+                           unix_socket=self.sockets.get(host), ca=self.passwords.get("tlsCA"))
             with conn:
                 yield SqlServer(conn, self.flavor, self.port, self.passwords["replicationPassword"])
 
     def write_probe(self, host: str, timeout: float) -> None:
         with as_server_error(host), connect(host, self.port, self.passwords["rootPassword"], self.flavor,
-                                            timeout=timeout, user="root") as conn:
+                                            timeout=timeout, user="root", ca=self.passwords.get("tlsCA")) as conn:
             actions.write_probe(conn)
 
 

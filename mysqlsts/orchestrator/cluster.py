@@ -35,6 +35,9 @@ DNS_SETTLE_SECONDS = 35.0  # past the 30 s TTL of a cluster DNS answer (CoreDNS'
 RECOVER_AFTER_SECONDS = 2.0  # a fresh primary's agent unfences it sooner; a restarted one needs us
 
 
+ACCESS_DENIED = 1045
+
+
 def node_of(view: PodView, flavor: Flavor) -> Node:
     with failing_as(gtid.GtidError):
         return node_of_state(view.name, view.state, flavor, quarantined=view.quarantined, owns_data=view.has_data,
@@ -84,13 +87,13 @@ class Cluster:
     def connect(self, host: str, timeout: float = 3.0, read_timeout: float | None = None):
         """As the operator: observes and moves the fence (on MariaDB it may write through it)."""
         return connect(host, self.port, self.passwords["operatorPassword"], self.flavor, timeout=timeout,
-                       read_timeout=read_timeout)
+                       read_timeout=read_timeout, ca=self.passwords.get("tlsCA"))
 
     def connect_client(self, host: str, timeout: float = 3.0, bind_address: str | None = None):
         """As a client (root): the fence holds for it, so data writes (canary, drill ledger) can never
         land on a fenced node, whatever a name still points at."""
         return connect(host, self.port, self.passwords["rootPassword"], self.flavor, timeout=timeout, user="root",
-                       bind_address=bind_address)
+                       bind_address=bind_address, ca=self.passwords.get("tlsCA"))
 
     # -- observation -----------------------------------------------------------------------
 
@@ -105,6 +108,8 @@ class Cluster:
                         state = server.state()
                 except ServerError as e:
                     error, timed_out = e.message, e.timed_out
+                    if e.code == ACCESS_DENIED:  # the passwords changed (a long-running controller)
+                        self._passwords = self._servers = None
             return PodView(name=pod.name, fqdn=pod.fqdn, address=pod.address, resolved=resolve(pod.fqdn),
                            running=pod.running, ready=pod.ready, state=state, error=error,
                            quarantined=pod.quarantined, has_data=pod.has_data, role_label=pod.role_label,

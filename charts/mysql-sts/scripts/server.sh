@@ -142,31 +142,40 @@ if [[ $FLAVOR == mariadb ]]; then
   }
 
   tail_sock=$RUN_DIR/relay-tail.sock
-  as_root() { "$CLIENT_BIN" --defaults-extra-file=<(client_cnf root root-password) --socket="$tail_sock" -B -N "$@"; }
+  as_operator() {
+    "$CLIENT_BIN" --defaults-extra-file=<(client_cnf "$OPERATOR_USER" operator-password) --socket="$tail_sock" \
+      -B -N "$@"
+  }
 
   apply_relay_tail() {
-    local pid held logs
+    local pid held logs answered=""
+    # Semi-sync off: a replayed commit of a pod whose config is the primary's would wait for an
+    # acknowledgement no replica can send (no network).
     "$SERVER_BIN" --defaults-file="$CONF_DIR/my.cnf" "${args[@]}" --skip-networking --skip-slave-start \
-      --read-only=OFF --socket="$tail_sock" --pid-file="$RUN_DIR/relay-tail.pid" 2> >(watch_recovery) &
+      --rpl-semi-sync-master-enabled=OFF --socket="$tail_sock" --pid-file="$RUN_DIR/relay-tail.pid" \
+      2> >(watch_recovery) &
     pid=$!
+    # However this ends, that server is gone before the next one starts: it holds the data directory.
+    trap 'as_operator -e SHUTDOWN >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true; wait "$pid" || true' EXIT
     for _ in $(seq 600); do
-      as_root -e 'SELECT 1' >/dev/null 2>&1 && break
+      as_operator -e 'SELECT 1' >/dev/null 2>&1 && { answered=1; break; }
       kill -0 "$pid" 2>/dev/null || die "the boot that applies the relay log's tail failed"
       sleep 0.1
     done
-    held=$(as_root -e "$held_sql" | furthest_per_domain)
+    [[ -n $answered ]] || die "the boot that applies the relay log's tail did not answer within 60 s"
+    held=$(as_operator -e "$held_sql" | furthest_per_domain)
     mapfile -t logs < <(relay_tail)
-    if quietly as_root < <("$BINLOG_BIN" ${held:+--start-position="$held"} "${logs[@]:0:${#logs[@]}-1}"); then
-      held=$(as_root -e "$held_sql" | furthest_per_domain)
-      # The relay logs go (the source stays named): applied, and no later boot finds them again.
-      as_root -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$held"); RESET SLAVE; SHUTDOWN"
-      wait "$pid" || die "the boot that applies the relay log's tail did not shut down cleanly"
+    # The relay logs go once applied (the source stays named): no later boot finds them again.
+    if quietly as_operator < <("$BINLOG_BIN" ${held:+--start-position="$held"} "${logs[@]:0:${#logs[@]}-1}") &&
+      held=$(as_operator -e "$held_sql" | furthest_per_domain) &&
+      quietly as_operator -e "SET GLOBAL gtid_slave_pos = $(sql_quote "$held"); RESET SLAVE"; then
       log "the relay log's tail applied: this pod holds $held"
-    else  # kept for a person to read; replication starting again discards them
+    else # kept for a person to read; replication starting again discards them
       log "ERROR: applying the relay log's tail failed (the error above); this pod holds $held without it"
-      as_root -e "SHUTDOWN"
-      wait "$pid" || die "the boot that applies the relay log's tail did not shut down cleanly"
     fi
+    as_operator -e SHUTDOWN || kill "$pid"
+    wait "$pid" || log "the boot that applied the relay log's tail did not shut down cleanly"
+    trap - EXIT
     sync "$PV_DIR" 2>/dev/null || sync
   }
 

@@ -50,6 +50,9 @@ def selector_string(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+STAGED = "next-"  # Secret keys of passwords being changed to (stage_passwords)
+
+
 class KubernetesPlatform:
     target = "kubernetes"
     poll_interval = 1.0
@@ -100,11 +103,33 @@ class KubernetesPlatform:
         data = secret.get("data") or {}
         return {key: base64.b64decode(data[k]).decode() for key, k in SECRET_DATA_KEYS.items() if k in data}
 
+    def stage_passwords(self, passwords: dict[str, str] | None) -> None:
+        """As `next-<key>` in the cluster's Secret: its volume names the keys it mounts, so no pod sees them."""
+        if passwords is None:
+            data = (self.api.get("Secret", self.names.secret) or {}).get("data") or {}
+            staged = {k: None for k in data if k.startswith(STAGED)}
+        else:
+            staged = {f"{STAGED}{SECRET_DATA_KEYS[k]}": base64.b64encode(v.encode()).decode()
+                      for k, v in passwords.items()}
+        if staged:
+            self.api.patch("Secret", self.names.secret, {"data": staged})
+
+    def staged_passwords(self) -> dict[str, str]:
+        data = (self.api.get("Secret", self.names.secret) or {}).get("data") or {}
+        return {key: base64.b64decode(data[STAGED + k]).decode() for key, k in SECRET_DATA_KEYS.items()
+                if STAGED + k in data}
+
     def passwords(self) -> dict[str, str]:
         stored = self.stored_passwords()
         missing = [k for k in SECRET_DATA_KEYS if k not in stored]
         if missing:
             raise OperationFailed(f"Secret {self.names.secret} lacks {', '.join(SECRET_DATA_KEYS[k] for k in missing)}")
+        own = ((self.recorded_values() or {}).get("tls") or {}).get("existingSecret")
+        if own:  # the pods present certificates of the user's CA
+            data = (self.api.get("Secret", own) or {}).get("data") or {}
+            if "ca.crt" not in data:
+                raise OperationFailed(f"tls.existingSecret: Secret {own} has no ca.crt")
+            stored["tlsCA"] = base64.b64decode(data["ca.crt"]).decode()
         return stored
 
     @contextmanager

@@ -91,6 +91,17 @@ class LocalPlatform:
     def stored_passwords(self) -> dict[str, str]:
         return secrets.stored(self.layout.secret_file)
 
+    def stage_passwords(self, passwords: dict[str, str] | None) -> None:
+        staged = self.layout.secret_file.with_name("secret.next.json")
+        if passwords is None:
+            staged.unlink(missing_ok=True)
+        else:
+            secrets.save(staged, passwords)
+
+    def staged_passwords(self) -> dict[str, str]:
+        staged = self.layout.secret_file.with_name("secret.next.json")
+        return read_json(staged) if staged.is_file() else {}
+
     def _cluster(self) -> dict[str, Any]:
         if self.layout.cluster_file.is_file():
             return read_json(self.layout.cluster_file)
