@@ -140,6 +140,15 @@ def app_rows(cluster) -> int:
         return cur.fetchone()[0]
 
 
+def app_table(cluster, *ids: int) -> None:
+    """A new app.t on the primary holding these rows."""
+    with cluster.connect(f"{cluster.name}-primary") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE app")
+        cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        if ids:
+            cur.execute("INSERT INTO app.t VALUES " + ", ".join(f"({i})" for i in ids))
+
+
 def test_a_switchover_whose_terminal_goes_away_mid_way_still_leaves_one_writable_primary(cluster):
     """`mysqlsts switchover 2>&1 | head -1` in a terminal then closed: the reader is gone and SIGHUP
     comes right after the fence; the switchover finishes, then the command ends."""
@@ -808,10 +817,7 @@ def test_an_acknowledged_commit_held_by_one_replica_survives_its_restart_and_the
     f = server_flavors.get(flavor)
     try:
         ok(c.bootstrap("--replicas", "3"))
-        with c.connect("chain-primary") as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
-            cur.execute("INSERT INTO app.t VALUES (1)")
+        app_table(c, 1)
         assert wait_healthy(c)["healthy"]
         primary = next(p["pod"] for p in c.status()["pods"] if p["role"] == "primary")
         holder, other = (p for p in ("chain-0", "chain-1", "chain-2") if p != primary)
@@ -852,21 +858,13 @@ def test_an_empty_pod_0_never_becomes_the_primary_over_the_clusters_data(tmp_pat
     c = LocalCluster(tmp_path / "state", "empty", flavor)
     try:
         ok(c.bootstrap("--replicas", "3"))
-        with c.connect("empty-primary") as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
-            cur.execute("INSERT INTO app.t VALUES (1), (2), (3)")
+        app_table(c, 1, 2, 3)
         assert wait_healthy(c)["healthy"] and c.platform.recorded_primary() == "empty-0"
         for pod in ("empty-2", "empty-1", "empty-0"):
             c.platform.stop_pod(pod)
         c.platform.delete_pod_data("empty-0")
         c.platform.start_pod("empty-0")
-        init_log = c.platform.layout.pod("empty-0").log("init-mysql")
-        deadline = time.monotonic() + 60
-        while "no data" not in (init_log.read_text() if init_log.exists() else ""):
-            assert time.monotonic() < deadline, "init-mysql said nothing about its empty volume"
-            time.sleep(0.2)
-        said = init_log.read_text()
+        said = wait_for_line(c.platform.layout.pod("empty-0").log("init-mysql"), "no data")
         assert "this cluster has held data (its recorded primary: empty-0)" in said, said
         assert "initializing the first primary" not in said
         c.platform.start_pod("empty-1")
@@ -897,9 +895,7 @@ def test_binary_logs_go_once_every_pod_holds_them_and_not_before(tmp_path, flavo
     c = LocalCluster(tmp_path / "state", "purge", flavor)
     try:
         ok(c.bootstrap("--replicas", "3", "--set", "mysql.binlogRetentionHours=0"))
-        with c.connect("purge-primary") as conn, conn.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        app_table(c)
         assert wait_healthy(c)["healthy"]
         pods = {p["pod"]: p["role"] for p in c.status()["pods"]}
         primary = next(p for p, r in pods.items() if r == "primary")

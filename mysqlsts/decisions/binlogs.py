@@ -29,10 +29,9 @@ def purge_to(logs: list[Binlog], peers: dict[str, Gtids | None], retention: floa
         return None, f"{', '.join(silent)} {'does' if len(silent) == 1 else 'do'} not answer"
     keep = None
     for log, after in pairwise(logs):
-        lacking = [] if after.preceded_by is None else sorted(
-            name for name, held in peers.items() if held is not None and not held.contains(after.preceded_by))
         if after.preceded_by is None:
             return keep, f"what precedes {after.name} is unknown"
+        lacking = sorted(name for name, held in peers.items() if not held.contains(after.preceded_by))
         if log.idle < retention:
             return keep, f"{log.name} is within the retention ({retention:.0f}s)"
         if lacking:
